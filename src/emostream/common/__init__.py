@@ -1,0 +1,1 @@
+"""Pieces every runtime role shares: settings, emoji rules, event encoding, errors, logging."""

@@ -1,0 +1,67 @@
+"""Wire formats: a reaction on the ``reactions`` topic and a swarm on the ``swarms`` topic.
+
+Both are compact JSON (orjson). Times on the wire are epoch milliseconds, except the human-facing
+window bounds of a swarm, which are ISO 8601 UTC strings.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One viewer's tap, as ingest writes it to Kafka (keyed by user id)."""
+
+    event_id: str
+    stream_id: str
+    user_id: str
+    emoji: str
+    event_time_ms: int
+    receive_time_ms: int
+
+    def encode(self) -> bytes:
+        """The Kafka message value."""
+        return orjson.dumps(
+            {
+                "id": self.event_id,
+                "stream_id": self.stream_id,
+                "user_id": self.user_id,
+                "emoji": self.emoji,
+                "ts": self.event_time_ms,
+                "rts": self.receive_time_ms,
+            }
+        )
+
+    @classmethod
+    def decode(cls, value: bytes) -> "Reaction":
+        """Parse a Kafka message value written by :meth:`encode`."""
+        d = orjson.loads(value)
+        return cls(d["id"], d["stream_id"], d["user_id"], d["emoji"], d["ts"], d["rts"])
+
+
+def swarm_id(batch_id: int, window_start_ms: int) -> str:
+    """An id ordered per stream and identical when the same micro-batch is written again.
+
+    Micro-batch ids grow monotonically and a replayed batch keeps its id, so ordering by batch
+    first, then window start, gives the emission order; fixed width makes string order match.
+    """
+    return f"{batch_id:012d}-{window_start_ms:013d}"
+
+
+def iso_utc(epoch_ms: int) -> str:
+    """Epoch milliseconds as an ISO 8601 UTC string with millisecond precision."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds."""
+    return int(datetime.now(tz=UTC).timestamp() * 1000)
+
+
+def encode_json(obj: Any) -> bytes:
+    """Compact JSON, the one serialiser every role uses."""
+    return orjson.dumps(obj)
