@@ -35,3 +35,5 @@ def configure_logging(level: str = "INFO") -> None:
     handler.setFormatter(JsonFormatter())
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # py4j logs every gateway call at INFO; only its problems are worth a line.
+    logging.getLogger("py4j").setLevel(logging.WARNING)

@@ -1,0 +1,98 @@
+"""Write each micro-batch's swarm updates to Kafka ``swarms`` and Redis's latest snapshot.
+
+Runs in the driver through ``foreachBatch``. A micro-batch is flushed to Kafka before the call
+returns, so Spark only commits the batch once its swarms are durable; if the driver dies first,
+Spark replays the batch with the same id and the same rows, producing the same swarm ids, which
+the fanout delivers once.
+"""
+
+import logging
+from typing import Any
+
+import redis
+from confluent_kafka import KafkaError, Message, Producer
+from pyspark.sql import DataFrame
+
+from emostream.aggregate.settings import AggregateSettings
+from emostream.aggregate.swarms import swarm_message
+from emostream.common.errors import EmostreamError
+from emostream.common.events import encode_json, now_ms
+from emostream.common.keys import latest_swarm_key
+
+log = logging.getLogger(__name__)
+
+_SNAPSHOT_TTL_S = 3600
+
+
+class SwarmSink:
+    """The ``foreachBatch`` target; clients are created on first use, in the driver."""
+
+    def __init__(self, settings: AggregateSettings) -> None:
+        self.settings = settings
+        self._producer: Producer | None = None
+        self._redis: redis.Redis | None = None
+        self._errors: list[KafkaError] = []
+
+    def _kafka(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(
+                {
+                    "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 2,
+                    "compression.type": "lz4",
+                }
+            )
+        return self._producer
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._errors.append(err)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        """Publish the swarm of every (stream, window) this micro-batch updated."""
+        rows = batch.collect()
+        if not rows:
+            return
+        s = self.settings
+        emitted = now_ms()
+        messages = [
+            swarm_message(r.asDict(), s.emojis, batch_id, s.swarm_divisor, s.emoji_valence, emitted)
+            for r in rows
+        ]
+        self.publish(messages)
+        log.debug("published swarms", extra={"batch_id": batch_id, "swarms": len(messages)})
+
+    def publish(self, messages: list[dict[str, Any]]) -> None:
+        """Produce ``messages`` in id order, wait until all are acknowledged, then snapshot."""
+        producer = self._kafka()
+        self._errors.clear()
+        latest: dict[str, dict[str, Any]] = {}
+        for msg in sorted(messages, key=lambda m: m["id"]):
+            producer.produce(
+                self.settings.swarms_topic,
+                key=msg["stream_id"].encode(),
+                value=encode_json(msg),
+                on_delivery=self._on_delivery,
+            )
+            producer.poll(0)
+            latest[msg["stream_id"]] = msg
+        remaining = producer.flush(30)
+        if remaining or self._errors:
+            raise EmostreamError(
+                f"swarms not delivered: {remaining} pending, errors {self._errors[:3]}"
+            )
+        self._snapshot(latest)
+
+    def _snapshot(self, latest: dict[str, dict[str, Any]]) -> None:
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for stream_id, msg in latest.items():
+                pipe.set(latest_swarm_key(stream_id), encode_json(msg), ex=_SNAPSHOT_TTL_S)
+            pipe.execute()
+        except redis.RedisError:
+            # The snapshot only speeds up a new viewer's first frame; Kafka holds the truth.
+            log.warning("could not update latest snapshots in Redis", exc_info=True)

@@ -1,0 +1,91 @@
+"""The ``emostream`` command: run the local stack, generate reactions, listen to a stream."""
+
+import argparse
+import os
+import sys
+
+from emostream.common.errors import EmostreamError
+from emostream.common.logging import configure_logging
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from emostream.localstack.stack import LocalStack  # noqa: PLC0415 - keeps `listen` light
+
+    stack = LocalStack()
+    if args.action == "up":
+        print("Starting the Emostream stack (first run fetches jars from Maven Central) ...")
+        stack.up(print)
+        s = stack.settings
+        print(
+            f"\nEmostream is up.\n"
+            f"  ingest   POST http://127.0.0.1:{s.ingest_port}/v1/streams/<stream>/reactions\n"
+            f"  swarms   curl -N http://127.0.0.1:{s.fanout_port}/v1/streams/default/events\n"
+            f"  viewer   http://127.0.0.1:{s.fanout_port}/watch/default\n"
+            f"  metrics  http://127.0.0.1:{s.aggregate_metrics_port}/metrics (aggregation)\n"
+            f"  logs     {stack.procs.log_dir}/"
+        )
+    elif args.action == "down":
+        stack.down(print)
+    elif args.action == "status":
+        for name, pid, ready, url in stack.status():
+            state = "ready" if ready else ("starting/unhealthy" if pid else "stopped")
+            print(f"{name:<10} {state:<18} pid={pid or '-':<8} {url}")
+    elif args.action == "logs":
+        files = [str(p) for p in stack.log_files() if p.exists()]
+        if not files:
+            print("no logs yet: run `emostream stack up`")
+            return 1
+        tail = ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), *files]
+        os.execvp("tail", tail)  # noqa: S606 - hands the terminal over to tail
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from emostream.loadgen.generator import run_generator  # noqa: PLC0415
+
+    run_generator(args.ingest_url, args.streams, args.rate, args.duration)
+    return 0
+
+
+def _listen(args: argparse.Namespace) -> int:
+    from emostream.client import listen  # noqa: PLC0415
+
+    listen(args.stream, args.fanout_url)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emostream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="run Kafka, Redis, Spark, ingest and fanout locally")
+    stack.add_argument("action", choices=["up", "down", "status", "logs"])
+    stack.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
+    stack.add_argument("-n", "--lines", type=int, default=40, help="logs: lines per part")
+    stack.set_defaults(func=_stack)
+
+    gen = sub.add_parser("generate", help="send simulated viewers' reactions")
+    gen.add_argument("--ingest-url", default="http://127.0.0.1:8000")
+    gen.add_argument("--streams", default="default", help="comma-separated stream ids")
+    gen.add_argument("--rate", type=float, default=200.0, help="reactions per second")
+    gen.add_argument("--duration", type=float, default=0.0, help="seconds; 0 runs until Ctrl-C")
+    gen.set_defaults(func=_generate)
+
+    listen = sub.add_parser("listen", help="print a stream's swarms as they arrive")
+    listen.add_argument("stream")
+    listen.add_argument("--fanout-url", default="http://127.0.0.1:8080")
+    listen.set_defaults(func=_listen)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``emostream`` console script."""
+    args = _parser().parse_args(argv)
+    configure_logging("WARNING" if args.command == "stack" else "INFO")
+    try:
+        return int(args.func(args))
+    except EmostreamError as exc:
+        print(f"emostream: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

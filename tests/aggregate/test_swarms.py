@@ -1,0 +1,38 @@
+"""Aggregated rows become swarm messages with the contract's fields."""
+
+from emostream.aggregate.swarms import swarm_message
+from emostream.aggregate.transforms import count_column
+from emostream.common.emoji import DEFAULT_VALENCE
+
+EMOJIS = ("❤️", "😂", "😡")
+
+
+def _row(counts: tuple[int, ...]) -> dict[str, object]:
+    row: dict[str, object] = {
+        "stream_id": "final",
+        "window_start_ms": 1_764_000_000_000,
+        "window_end_ms": 1_764_000_002_000,
+        "first_receive_ms": 1_764_000_000_010,
+        "last_receive_ms": 1_764_000_001_990,
+    }
+    row.update({count_column(i): n for i, n in enumerate(counts)})
+    return row
+
+
+def test_message_carries_counts_swarm_sentiment_and_window() -> None:
+    """2,500 hearts and 300 laughs give swarm 3 and 1 and a positive sentiment."""
+    msg = swarm_message(_row((2500, 300, 0)), EMOJIS, 7, 1000, DEFAULT_VALENCE, 1)
+    assert msg["stream_id"] == "final"
+    assert msg["counts"] == {"❤️": 2500, "😂": 300}
+    assert msg["swarm"] == {"❤️": 3, "😂": 1}
+    assert msg["window_start"] == "2025-11-24T16:00:00.000Z"
+    assert msg["window_end"] == "2025-11-24T16:00:02.000Z"
+    assert 0.9 < msg["sentiment"] <= 1.0
+
+
+def test_same_batch_and_window_give_the_same_id() -> None:
+    """A replayed micro-batch republishes identical ids, so fanout can drop the duplicate."""
+    a = swarm_message(_row((1, 0, 0)), EMOJIS, 7, 1000, DEFAULT_VALENCE, 1)
+    b = swarm_message(_row((1, 0, 0)), EMOJIS, 7, 1000, DEFAULT_VALENCE, 2)
+    c = swarm_message(_row((1, 0, 0)), EMOJIS, 8, 1000, DEFAULT_VALENCE, 2)
+    assert a["id"] == b["id"] < c["id"]

@@ -1,0 +1,166 @@
+"""Session-wide real services: one Kafka broker, one Redis, one Spark session for the whole run.
+
+Each fixture reuses a running service named by ``EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS`` /
+``EMOSTREAM_REDIS_URL`` when set, and otherwise starts its own on free loopback ports under a
+temporary directory, stopping it at the end. Topic names are unique per session, so a run can
+share a broker with a live stack without either seeing the other's data.
+"""
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyspark
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from emostream.localstack import checks
+from emostream.localstack.jars import kafka_broker_jars, spark_kafka_jars
+from emostream.localstack.kafka import KafkaBroker, ensure_topics, kafka_ready
+from emostream.localstack.process import ProcessDir
+
+ROOT = Path(__file__).resolve().parent.parent
+JAR_CACHE = ROOT / ".emostream" / "jars"
+KAFKA_VERSION = "4.1.1"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(ready: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+    """Poll ``ready`` until it holds, or fail the test run naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not ready after {timeout_s:.0f} s")
+        time.sleep(0.25)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """This session's own topic names."""
+
+    reactions: str
+    swarms: str
+
+
+@pytest.fixture(scope="session")
+def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessDir]:
+    """Pid files and logs of the services this session starts; all stopped at the end."""
+    root = tmp_path_factory.mktemp("services")
+    procs = ProcessDir(root / "run", root / "logs")
+    yield procs
+    for name in procs.names():
+        procs.stop(name, grace_s=15)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(
+    processes: ProcessDir, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """Bootstrap servers of a real Kafka broker (reused from the environment or started here)."""
+    given = os.environ.get("EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        return given
+    broker = KafkaBroker(
+        jars=kafka_broker_jars(JAR_CACHE, KAFKA_VERSION),
+        data_dir=tmp_path_factory.mktemp("kafka"),
+        port=free_port(),
+        controller_port=free_port(),
+        heap="384m",
+    )
+    broker.prepare()
+    processes.start("kafka", broker.command(), os.environ, ROOT)
+    wait_until(lambda: kafka_ready(broker.bootstrap), "Kafka broker")
+    return broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url(processes: ProcessDir, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """URL of a real Redis (reused from the environment or started here)."""
+    given = os.environ.get("EMOSTREAM_REDIS_URL")
+    if given:
+        return given
+    server = checks.require_program("redis-server", "apt-get install -y redis-server")
+    port = free_port()
+    data = tmp_path_factory.mktemp("redis")
+    cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", ""]
+    processes.start("redis", cmd, os.environ, ROOT)
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_until(lambda: checks.redis_ready(url), "Redis")
+    return url
+
+
+@pytest.fixture(scope="session")
+def topics(kafka_bootstrap: str) -> Topics:
+    """Fresh ``reactions`` (6 partitions) and ``swarms`` (3 partitions) topics for this session."""
+    tag = uuid.uuid4().hex[:8]
+    names = Topics(reactions=f"test-{tag}-reactions", swarms=f"test-{tag}-swarms")
+    ensure_topics(kafka_bootstrap, {names.reactions: 6, names.swarms: 3})
+    return names
+
+
+@pytest.fixture(scope="session")
+def service_env(kafka_bootstrap: str, redis_url: str, topics: Topics) -> dict[str, str]:
+    """Environment for servers started as subprocesses, pointed at this session's services."""
+    return {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "EMOSTREAM_REDIS_URL": redis_url,
+        "EMOSTREAM_REACTIONS_TOPIC": topics.reactions,
+        "EMOSTREAM_SWARMS_TOPIC": topics.swarms,
+    }
+
+
+@pytest.fixture(scope="session")
+def spark_jars() -> str:
+    """The Spark Kafka connector jars, fetched once into the project's cache."""
+    return ",".join(str(j) for j in spark_kafka_jars(JAR_CACHE, pyspark.__version__))
+
+
+@pytest.fixture(scope="session")
+def spark(spark_jars: str) -> Iterator[SparkSession]:
+    """The one Spark session of the run (local mode, two cores, Kafka connector on its path)."""
+    from emostream.aggregate.job import build_session  # noqa: PLC0415
+    from emostream.aggregate.settings import AggregateSettings  # noqa: PLC0415
+
+    session = build_session(AggregateSettings(spark_master="local[2]", spark_jars=spark_jars))
+    session.sparkContext.setLogLevel("WARN")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def aggregation(
+    spark: SparkSession,
+    kafka_bootstrap: str,
+    redis_url: str,
+    topics: Topics,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[StreamingQuery]:
+    """The aggregation query running in the session's Spark on this session's topics."""
+    from emostream.aggregate.job import start_query  # noqa: PLC0415
+    from emostream.aggregate.settings import AggregateSettings  # noqa: PLC0415
+
+    settings = AggregateSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        redis_url=redis_url,
+        reactions_topic=topics.reactions,
+        swarms_topic=topics.swarms,
+        checkpoint_location=str(tmp_path_factory.mktemp("checkpoint")),
+        query_name=f"swarms_{topics.reactions.replace('-', '_')}",
+    )
+    query = start_query(spark, settings)
+    wait_until(lambda: query.lastProgress is not None, "aggregation query", timeout_s=180)
+    yield query
+    query.stop()
