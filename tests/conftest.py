@@ -17,7 +17,7 @@ from pathlib import Path
 import pyspark
 import pytest
 from pyspark.sql import SparkSession
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 
 from emostream.localstack import checks
 from emostream.localstack.jars import kafka_broker_jars, spark_kafka_jars
@@ -64,9 +64,7 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessDir]:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(
-    processes: ProcessDir, tmp_path_factory: pytest.TempPathFactory
-) -> str:
+def kafka_bootstrap(processes: ProcessDir, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Bootstrap servers of a real Kafka broker (reused from the environment or started here)."""
     given = os.environ.get("EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS")
     if given:

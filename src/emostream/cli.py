@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import shutil
 import sys
 
 from emostream.common.errors import EmostreamError
@@ -35,8 +36,9 @@ def _stack(args: argparse.Namespace) -> int:
         if not files:
             print("no logs yet: run `emostream stack up`")
             return 1
-        tail = ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), *files]
-        os.execvp("tail", tail)  # noqa: S606 - hands the terminal over to tail
+        tail = shutil.which("tail") or "/usr/bin/tail"
+        follow = ["-F"] if args.follow else []
+        os.execv(tail, [tail, "-n", str(args.lines), *follow, *files])  # noqa: S606
     return 0
 
 

@@ -7,7 +7,7 @@ import orjson
 import pytest
 import redis
 from confluent_kafka import Consumer, Producer
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 
 from emostream.common.events import Reaction, now_ms
 from emostream.common.keys import latest_swarm_key
@@ -30,8 +30,9 @@ def _produce(bootstrap: str, topic: str, stream: str, mix: dict[str, int]) -> No
 
 def _final_counts(bootstrap: str, topic: str, stream: str, expected_total: int) -> dict[str, int]:
     """Sum over windows of each window's last (final) counts, once they add up or time runs out."""
+    group = uuid.uuid4().hex
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"}
+        {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest"}
     )
     consumer.subscribe([topic])
     windows: dict[str, dict[str, int]] = {}

@@ -1,5 +1,7 @@
 """Aggregated rows become swarm messages with the contract's fields."""
 
+from typing import Any
+
 from emostream.aggregate.swarms import swarm_message
 from emostream.aggregate.transforms import count_column
 from emostream.common.emoji import DEFAULT_VALENCE
@@ -19,9 +21,20 @@ def _row(counts: tuple[int, ...]) -> dict[str, object]:
     return row
 
 
+def _message(counts: tuple[int, ...], batch: int, emitted: int) -> dict[str, Any]:
+    return swarm_message(
+        _row(counts),
+        emojis=EMOJIS,
+        batch_id=batch,
+        divisor=1000,
+        valence=DEFAULT_VALENCE,
+        emitted_at_ms=emitted,
+    )
+
+
 def test_message_carries_counts_swarm_sentiment_and_window() -> None:
     """2,500 hearts and 300 laughs give swarm 3 and 1 and a positive sentiment."""
-    msg = swarm_message(_row((2500, 300, 0)), EMOJIS, 7, 1000, DEFAULT_VALENCE, 1)
+    msg = _message((2500, 300, 0), batch=7, emitted=1)
     assert msg["stream_id"] == "final"
     assert msg["counts"] == {"❤️": 2500, "😂": 300}
     assert msg["swarm"] == {"❤️": 3, "😂": 1}
@@ -32,7 +45,7 @@ def test_message_carries_counts_swarm_sentiment_and_window() -> None:
 
 def test_same_batch_and_window_give_the_same_id() -> None:
     """A replayed micro-batch republishes identical ids, so fanout can drop the duplicate."""
-    a = swarm_message(_row((1, 0, 0)), EMOJIS, 7, 1000, DEFAULT_VALENCE, 1)
-    b = swarm_message(_row((1, 0, 0)), EMOJIS, 7, 1000, DEFAULT_VALENCE, 2)
-    c = swarm_message(_row((1, 0, 0)), EMOJIS, 8, 1000, DEFAULT_VALENCE, 2)
+    a = _message((1, 0, 0), batch=7, emitted=1)
+    b = _message((1, 0, 0), batch=7, emitted=2)
+    c = _message((1, 0, 0), batch=8, emitted=2)
     assert a["id"] == b["id"] < c["id"]

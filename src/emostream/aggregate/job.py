@@ -6,7 +6,7 @@ import threading
 from types import FrameType
 
 from pyspark.sql import SparkSession
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 
 from emostream.aggregate.metrics import ProgressListener, serve_metrics
 from emostream.aggregate.settings import AggregateSettings

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from prometheus_client import Counter, Gauge, start_http_server
-from pyspark.sql.streaming import StreamingQueryListener
+from pyspark.sql.streaming.listener import StreamingQueryListener
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ class AggregateSettings(CommonSettings):
         200_000, ge=1, description="Upper bound on events read per micro-batch."
     )
     starting_offsets: str = Field(
-        "earliest", pattern=r"^(earliest|latest)$",
+        "earliest",
+        pattern=r"^(earliest|latest)$",
         description="Where a query without a checkpoint starts; earliest loses nothing.",
     )
     metrics_port: int = Field(9108, ge=1, le=65535, description="Prometheus endpoint port.")

@@ -58,7 +58,14 @@ class SwarmSink:
         s = self.settings
         emitted = now_ms()
         messages = [
-            swarm_message(r.asDict(), s.emojis, batch_id, s.swarm_divisor, s.emoji_valence, emitted)
+            swarm_message(
+                r.asDict(),
+                emojis=s.emojis,
+                batch_id=batch_id,
+                divisor=s.swarm_divisor,
+                valence=s.emoji_valence,
+                emitted_at_ms=emitted,
+            )
             for r in rows
         ]
         self.publish(messages)

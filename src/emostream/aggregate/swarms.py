@@ -10,6 +10,7 @@ from emostream.common.events import iso_utc, swarm_id
 
 def swarm_message(
     row: Mapping[str, Any],
+    *,
     emojis: Sequence[str],
     batch_id: int,
     divisor: int,

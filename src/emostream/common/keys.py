@@ -2,5 +2,5 @@
 
 
 def latest_swarm_key(stream_id: str) -> str:
-    """The latest swarm JSON of a stream, written by the aggregation, read by fanout for new viewers."""
+    """The latest swarm JSON of a stream: the aggregation writes it, fanout greets new viewers."""
     return f"emostream:swarm:latest:{stream_id}"

@@ -44,11 +44,15 @@ def require_java17() -> None:
     """Fail with the install command unless ``java`` is version 17 or newer."""
     java = shutil.which("java")
     if java is None:
-        raise StackError("Java 17+ is required for Kafka and Spark: apt-get install -y openjdk-17-jre-headless")
+        raise StackError(
+            "Java 17+ is required for Kafka and Spark: apt-get install -y openjdk-17-jre-headless"
+        )
     out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     match = re.search(r'version "(\d+)', out)
     if match is None or int(match.group(1)) < 17:
-        raise StackError(f"Java 17+ is required, found: {out.splitlines()[0] if out else 'unknown'}")
+        raise StackError(
+            f"Java 17+ is required, found: {out.splitlines()[0] if out else 'unknown'}"
+        )
 
 
 def require_program(name: str, install_hint: str) -> str:

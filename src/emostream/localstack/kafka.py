@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from emostream.common.errors import StackError
 
@@ -99,6 +100,11 @@ class KafkaBroker:
         if fmt.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
         log.info("formatted Kafka storage", extra={"dir": str(self.data_dir)})
+
+    def command_after_prepare(self) -> list[str]:
+        """Prepare config and storage, then return the command line."""
+        self.prepare()
+        return self.command()
 
     def command(self) -> list[str]:
         """The broker's command line."""

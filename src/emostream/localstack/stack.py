@@ -52,28 +52,45 @@ class LocalStack:
         fanout = f"http://127.0.0.1:{s.fanout_port}"
         metrics = f"http://127.0.0.1:{s.aggregate_metrics_port}/metrics"
         self.parts = [
-            Part("kafka", s.kafka_port, self._kafka_command, self._kafka_ready,
-                 self._create_topics, self.kafka_bootstrap),
-            Part("redis", s.redis_port, self._redis_command,
-                 lambda: checks.redis_ready(self.redis_url), url=self.redis_url),
-            Part("aggregate", s.aggregate_metrics_port, self._aggregate_command,
-                 lambda: checks.http_ok(metrics, "emostream_aggregate_query_active 1.0"),
-                 url=metrics),
-            Part("ingest", s.ingest_port, lambda: _gunicorn("ingest", s.ingest_port, "gthread"),
-                 lambda: checks.http_ok(f"{ingest}/readyz"), url=ingest),
-            Part("fanout", s.fanout_port, lambda: _gunicorn("fanout", s.fanout_port, "gevent"),
-                 lambda: checks.http_ok(f"{fanout}/readyz"), url=fanout),
-        ]  # fmt: skip
+            Part(
+                "kafka",
+                s.kafka_port,
+                self.broker.command_after_prepare,
+                lambda: kafka_ready(self.kafka_bootstrap),
+                after_ready=self._create_topics,
+                url=self.kafka_bootstrap,
+            ),
+            Part(
+                "redis",
+                s.redis_port,
+                self._redis_command,
+                lambda: checks.redis_ready(self.redis_url),
+                url=self.redis_url,
+            ),
+            Part(
+                "aggregate",
+                s.aggregate_metrics_port,
+                lambda: [sys.executable, "-m", "emostream.aggregate"],
+                lambda: checks.http_ok(metrics, "emostream_aggregate_query_active 1.0"),
+                url=metrics,
+            ),
+            Part(
+                "ingest",
+                s.ingest_port,
+                lambda: gunicorn_command("ingest", s.ingest_port, "gthread"),
+                lambda: checks.http_ok(f"{ingest}/readyz"),
+                url=ingest,
+            ),
+            Part(
+                "fanout",
+                s.fanout_port,
+                lambda: gunicorn_command("fanout", s.fanout_port, "gevent"),
+                lambda: checks.http_ok(f"{fanout}/readyz"),
+                url=fanout,
+            ),
+        ]
 
     # -- commands -------------------------------------------------------------------------
-
-    def _kafka_command(self) -> list[str]:
-        kafka_broker_jars(self.root / "jars", self.settings.kafka_version)
-        self.broker.prepare()
-        return self.broker.command()
-
-    def _kafka_ready(self) -> bool:
-        return kafka_ready(self.kafka_bootstrap)
 
     def _create_topics(self) -> None:
         s = self.settings
@@ -91,14 +108,13 @@ class LocalStack:
             "--dir", str(data), "--save", "", "--appendonly", "no", "--daemonize", "no",
         ]  # fmt: skip
 
-    def _aggregate_command(self) -> list[str]:
-        spark_kafka_jars(self.root / "jars", pyspark.__version__)
-        return [sys.executable, "-m", "emostream.aggregate"]
+    def _spark_jars(self) -> list[Path]:
+        return spark_kafka_jars(self.root / "jars", pyspark.__version__)
 
     def child_env(self) -> dict[str, str]:
         """The environment every part runs with: the caller's, pointed at this stack."""
         s = self.settings
-        jars = spark_kafka_jars(self.root / "jars", pyspark.__version__)
+        jars = self._spark_jars()
         return {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
@@ -116,6 +132,12 @@ class LocalStack:
     def up(self, say: Say) -> None:
         """Start every part not yet running, in order, waiting until each is ready."""
         checks.require_java17()
+        say(
+            f"  {'jars':<10} Kafka {self.settings.kafka_version} and Spark's Kafka connector "
+            f"(fetched once into {self.root / 'jars'})"
+        )
+        kafka_broker_jars(self.root / "jars", self.settings.kafka_version)
+        self._spark_jars()
         env: dict[str, str] | None = None
         for part in self.parts:
             if self.procs.running_pid(part.name) is not None and part.ready():
@@ -175,7 +197,8 @@ class LocalStack:
         return [self.procs.log_file(p.name) for p in self.parts]
 
 
-def _gunicorn(role: str, port: int, worker_class: str) -> list[str]:
+def gunicorn_command(role: str, port: int, worker_class: str) -> list[str]:
+    """Command line serving role ``role``'s app factory under gunicorn on loopback ``port``."""
     return [
         sys.executable, "-m", "gunicorn", "-c", f"python:emostream.{role}.gunicorn_conf",
         "-k", worker_class, "--bind", f"127.0.0.1:{port}", f"emostream.{role}.app:create_app()",

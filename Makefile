@@ -1,0 +1,74 @@
+# Emostream: run it with `make demo`, test it with `make test`.
+# Every target installs what it needs first (a virtualenv, Java, Maven, Redis).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+APT_PACKAGES := openjdk-17-jre-headless maven redis-server
+
+.DEFAULT_GOAL := help
+.PHONY: help system-deps venv up down status logs demo listen test test-unit lint typecheck clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+system-deps: ## install Java 17, Maven and Redis from Debian packages if missing
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing (run: sudo apt-get install -y$$missing)"; exit 1; fi; \
+	  echo "installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,load,k8s]'
+	touch $@
+
+venv: $(STAMP) ## create .venv with the project and its tools
+
+up: system-deps venv ## start Kafka, Redis, Spark, ingest and fanout in the background
+	$(BIN)/emostream stack up
+
+down: venv ## stop everything `make up` started
+	$(BIN)/emostream stack down
+
+status: venv ## show each part of the local stack
+	$(BIN)/emostream stack status
+
+logs: venv ## follow the logs of every part
+	$(BIN)/emostream stack logs --follow
+
+RATE ?= 300
+comma := ,
+STREAMS ?= default
+demo: up ## start the stack and the emoji generator; open the viewer URL
+	@echo
+	@echo "  Watch:  http://127.0.0.1:8080/watch/$(firstword $(subst $(comma), ,$(STREAMS)))"
+	@echo "  Raw:    curl -N http://127.0.0.1:8080/v1/streams/default/events"
+	@echo "  Generating $(RATE) reactions/s on '$(STREAMS)' (Ctrl-C stops the generator; make down stops the stack)"
+	$(BIN)/emostream generate --rate $(RATE) --streams $(STREAMS)
+
+listen: venv ## print the swarms of STREAM (default: default)
+	$(BIN)/emostream listen $(or $(STREAM),default)
+
+lint: venv ## ruff lint and format check
+	$(BIN)/ruff check src tests spark-jobs
+	$(BIN)/ruff format --check src tests spark-jobs
+
+typecheck: venv ## mypy --strict on src/
+	$(BIN)/mypy
+
+test-unit: venv ## the pure unit tests only (no services)
+	$(BIN)/pytest -m "not integration and not cluster"
+
+test: system-deps venv lint typecheck ## lint, type-check, then every test against real Kafka, Redis, Spark
+	$(BIN)/pytest -m "not cluster"
+
+clean: down ## stop the stack and delete its data (.emostream/) and the virtualenv
+	rm -rf .emostream $(VENV)

@@ -1,0 +1,1 @@
+"""Simulated viewers: the plug-and-play emoji generator and the Locust load test."""

@@ -1,0 +1,125 @@
+"""The whole pipeline over real sockets: HTTP ingest -> Kafka -> Spark -> Kafka -> SSE fanout."""
+
+import math
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+import requests
+from pyspark.sql.streaming.query import StreamingQuery
+
+from emostream.client import EmostreamClient
+from emostream.localstack import checks
+from emostream.localstack.process import ProcessDir
+from emostream.localstack.stack import gunicorn_command
+from tests.conftest import ROOT, free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _serve(processes: ProcessDir, role: str, worker: str, env: dict[str, str]) -> str:
+    port = free_port()
+    processes.start(f"e2e-{role}", gunicorn_command(role, port, worker), env, ROOT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: checks.http_ok(f"{url}/readyz"), f"{role} server")
+    return url
+
+
+@pytest.fixture(scope="module")
+def client(
+    aggregation: StreamingQuery, processes: ProcessDir, service_env: dict[str, str]
+) -> EmostreamClient:
+    """An SDK client pointed at real ingest and fanout servers wired to the running aggregation."""
+    ingest = _serve(processes, "ingest", "gthread", service_env)
+    fanout = _serve(processes, "fanout", "gevent", service_env)
+    return EmostreamClient(ingest_url=ingest, fanout_url=fanout)
+
+
+class SwarmCollector:
+    """Reads a stream's SSE feed in the background, keeping each window's latest swarm."""
+
+    def __init__(self, client: EmostreamClient, stream: str) -> None:
+        self.windows: dict[str, dict[str, Any]] = {}
+        self.ids: list[str] = []
+        self.done = threading.Event()
+        self._client = client
+        self._stream = stream
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        for swarm in self._client.swarms(self._stream, timeout=90):
+            self.ids.append(swarm["id"])
+            self.windows[swarm["window_start"]] = swarm
+            if self.done.is_set():
+                return
+
+    def totals(self) -> dict[str, int]:
+        """Per emoji, the sum over windows of each window's latest (running or final) count."""
+        out: dict[str, int] = {}
+        for swarm in list(self.windows.values()):
+            for emoji, n in swarm["counts"].items():
+                out[emoji] = out.get(emoji, 0) + n
+        return out
+
+    def __enter__(self) -> "SwarmCollector":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.done.set()
+
+
+@pytest.fixture
+def stream() -> str:
+    """A stream id no other test uses."""
+    return f"e2e-{uuid.uuid4().hex[:10]}"
+
+
+def test_exact_counts_arrive_on_the_sse_feed(client: EmostreamClient, stream: str) -> None:
+    """2,500 hearts and 300 laughs posted within a second arrive as exactly those counts."""
+    batch = [{"user_id": f"u{i}", "emoji": "❤️"} for i in range(2500)]
+    batch += [{"user_id": f"v{i}", "emoji": "😂"} for i in range(300)]
+    with SwarmCollector(client, stream) as feed:
+        accepted = sum(client.send(stream, batch[i : i + 500]) for i in range(0, len(batch), 500))
+        assert accepted == 2800
+        wait_until(lambda: feed.totals() == {"❤️": 2500, "😂": 300}, "exact counts", 90)
+    for swarm in feed.windows.values():
+        assert swarm["stream_id"] == stream
+        assert swarm["swarm"] == {e: math.ceil(n / 1000) for e, n in swarm["counts"].items()}
+    assert feed.ids == sorted(feed.ids)
+    assert len(feed.ids) == len(set(feed.ids))
+
+
+def test_original_send_emoji_route_is_counted(client: EmostreamClient, stream: str) -> None:
+    """Events from the original clients' /send_emoji route reach the stream they name."""
+    now = int(time.time())
+    with SwarmCollector(client, stream) as feed:
+        for i in range(20):
+            reply = requests.post(
+                f"{client.ingest_url}/send_emoji",
+                json={"user_id": i, "emoji_type": "👏", "timestamp": now, "stream_id": stream},
+                timeout=5,
+            )
+            assert reply.status_code == 200
+            assert reply.json() == {"status": "Emoji data received"}
+        wait_until(lambda: feed.totals() == {"👏": 20}, "send_emoji counts", 90)
+
+
+def test_sse_frames_follow_the_contract(client: EmostreamClient, stream: str) -> None:
+    """The raw feed has SSE headers, and each swarm is an id / event: swarm / data frame."""
+    client.send(stream, {"user_id": "raw", "emoji": "😍"})
+    url = f"{client.fanout_url}/v1/streams/{stream}/events"
+    with requests.get(url, stream=True, timeout=30) as resp:
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        assert resp.headers["Cache-Control"] == "no-cache"
+        assert resp.headers["X-Accel-Buffering"] == "no"
+        lines: list[str] = []
+        for line in resp.iter_lines(decode_unicode=True):
+            lines.append(line)
+            if line.startswith("data:"):
+                break
+    assert lines[-3].startswith("id: ")
+    assert lines[-2] == "event: swarm"
+    assert '"stream_id"' in lines[-1]
