@@ -127,8 +127,11 @@ def spark_jars() -> str:
 
 
 @pytest.fixture(scope="session")
-def spark(spark_jars: str) -> Iterator[SparkSession]:
-    """The one Spark session of the run (local mode, two cores, Kafka connector on its path)."""
+def spark(spark_jars: str, processes: ProcessDir) -> Iterator[SparkSession]:
+    """The one Spark session of the run (local mode, two cores, Kafka connector on its path).
+
+    It depends on ``processes`` only so that it stops before the broker does.
+    """
     from emostream.aggregate.job import build_session  # noqa: PLC0415
     from emostream.aggregate.settings import AggregateSettings  # noqa: PLC0415
 
