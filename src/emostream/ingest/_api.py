@@ -1,0 +1,237 @@
+"""The routes of ingest and the translation of every failure into a problem document.
+
+A request's events are validated in full before any is enqueued, so a 4xx never leaves part of a
+request in Kafka, and a 2xx is sent only after the producer took every event.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from emostream.common.events import encode_json, now_ms
+from emostream.ingest._metrics import IngestMetrics
+from emostream.ingest._problems import (
+    INVALID_REACTIONS,
+    KAFKA_BACKPRESSURE,
+    KAFKA_UNAVAILABLE,
+    HttpProblemError,
+    from_http_exception,
+)
+from emostream.ingest._producer import EnqueueError, QueueFullError, ReactionSink
+from emostream.ingest._validation import (
+    EventRules,
+    InvalidReactionsError,
+    Parsed,
+    parse_send_emoji,
+    parse_stream_reactions,
+)
+from emostream.ingest.openapi import openapi_document
+from emostream.ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+SEND_EMOJI_REPLY = encode_json({"status": "Emoji data received"})
+
+
+class IngestApi:
+    """Route handlers bound to one app's settings, metrics and sink."""
+
+    def __init__(
+        self, settings: IngestSettings, metrics: IngestMetrics, sink: ReactionSink
+    ) -> None:
+        self._settings = settings
+        self._rules = EventRules.from_settings(settings)
+        self._metrics = metrics
+        self._sink = sink
+        self._openapi = encode_json(openapi_document(settings))
+
+    def register(self, app: Flask) -> None:
+        """Add the routes, error handlers and request metrics to ``app``."""
+        app.add_url_rule("/send_emoji", view_func=self.send_emoji, methods=["POST"])
+        app.add_url_rule(
+            "/v1/streams/<stream_id>/reactions", view_func=self.post_reactions, methods=["POST"]
+        )
+        app.add_url_rule("/healthz", view_func=self.healthz, methods=["GET"])
+        app.add_url_rule("/readyz", view_func=self.readyz, methods=["GET"])
+        app.add_url_rule("/metrics", view_func=self.metrics, methods=["GET"])
+        app.add_url_rule("/openapi.json", view_func=self.openapi, methods=["GET"])
+        app.register_error_handler(HttpProblemError, self._on_problem)
+        app.register_error_handler(HTTPException, self._on_http_exception)
+        app.register_error_handler(Exception, self._on_unexpected)
+        app.before_request(self._start_timer)
+        app.after_request(self._count_request)
+
+    # Routes.
+
+    def send_emoji(self) -> Response:
+        """``POST /send_emoji``: one reaction in the original clients' format; 200 when queued."""
+        body = self._json_body()
+        received = now_ms()
+        parsed = self._validated(lambda: parse_send_emoji(body, self._rules, received), body)
+        self._enqueue(parsed, "send_emoji")
+        return Response(SEND_EMOJI_REPLY, status=200, mimetype="application/json")
+
+    def post_reactions(self, stream_id: str) -> Response:
+        """``POST /v1/streams/<stream_id>/reactions``: one reaction or a batch; 202 when queued."""
+        body = self._json_body()
+        received = now_ms()
+        parsed = self._validated(
+            lambda: parse_stream_reactions(stream_id, body, self._rules, received), body
+        )
+        self._enqueue(parsed, "v1")
+        return _json({"accepted": len(parsed.reactions)}, 202)
+
+    def healthz(self) -> Response:
+        """``GET /healthz``: the process is alive and answering."""
+        return _json({"status": "ok"}, 200)
+
+    def readyz(self) -> Response:
+        """``GET /readyz``: 200 only while Kafka answers and knows the reactions topic."""
+        state = self._sink.readiness()
+        if state.ready:
+            return _json({"status": "ready", "detail": state.detail}, 200)
+        return HttpProblemError(
+            503,
+            state.detail,
+            type_=KAFKA_UNAVAILABLE,
+            title="Kafka is not reachable",
+            headers={"Retry-After": str(self._settings.retry_after_s)},
+        ).to_response()
+
+    def metrics(self) -> Response:
+        """``GET /metrics``: this worker's metrics in the Prometheus text format."""
+        body, content_type = self._metrics.exposition()
+        return Response(body, status=200, content_type=content_type)
+
+    def openapi(self) -> Response:
+        """``GET /openapi.json``: the hand-written OpenAPI 3.1 document."""
+        return Response(self._openapi, status=200, mimetype="application/json")
+
+    # Steps of a POST.
+
+    def _json_body(self) -> object:
+        """The request body parsed as JSON, after the media type and size checks."""
+        mimetype = request.mimetype
+        if mimetype != "application/json" and not (
+            mimetype.startswith("application/") and mimetype.endswith("+json")
+        ):
+            given = f"Content-Type was {mimetype}" if mimetype else "no Content-Type was given"
+            raise HttpProblemError(
+                415,
+                f"the body must be declared as application/json ({given})",
+                headers={"Accept": "application/json"},
+                reason="media_type",
+            )
+        limit = self._settings.max_body_bytes
+        length = request.content_length
+        if length is not None and length > limit:
+            raise HttpProblemError(
+                413, f"the body is {length} bytes; the limit is {limit}", reason="too_large"
+            )
+        # A body without Content-Length (chunked) is read up to MAX_CONTENT_LENGTH, one byte
+        # more than the limit, so a longer one shows here.
+        data = request.get_data(cache=False)
+        if len(data) > limit:
+            raise HttpProblemError(
+                413, f"the body is longer than the limit of {limit} bytes", reason="too_large"
+            )
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as e:
+            raise HttpProblemError(
+                400, f"the body is not valid JSON: {e}", reason="malformed_json"
+            ) from None
+
+    def _validated(self, parse: Callable[[], Parsed], body: object) -> Parsed:
+        """Run ``parse``; a validation failure becomes a 422 naming every bad field."""
+        try:
+            parsed = parse()
+        except InvalidReactionsError as e:
+            raise _invalid(e, len(body) if isinstance(body, list) else 1) from None
+        for direction, n in parsed.clamped.items():
+            if n:
+                self._metrics.clamped.labels(direction).inc(n)
+        return parsed
+
+    def _enqueue(self, parsed: Parsed, api: str) -> None:
+        """Hand the reactions to the sink; a full Kafka queue becomes 503 + Retry-After."""
+        try:
+            self._sink.send(parsed.reactions)
+        except EnqueueError as e:
+            self._metrics.accepted.labels(api).inc(e.enqueued)
+            full = isinstance(e, QueueFullError)
+            raise HttpProblemError(
+                503,
+                str(e),
+                type_=KAFKA_BACKPRESSURE if full else KAFKA_UNAVAILABLE,
+                title="Kafka cannot take more right now" if full else "Kafka refused the events",
+                extensions={"accepted": e.enqueued},
+                headers={"Retry-After": str(self._settings.retry_after_s)},
+                reason="backpressure",
+                events=e.total - e.enqueued,
+            ) from e
+        self._metrics.accepted.labels(api).inc(len(parsed.reactions))
+
+    # Error handlers and request metrics.
+
+    def _on_problem(self, problem: HttpProblemError) -> Response:
+        if problem.reason is not None:
+            self._metrics.rejected.labels(problem.reason).inc(problem.events)
+        return problem.to_response()
+
+    def _on_http_exception(self, error: HTTPException) -> Response:
+        return self._on_problem(from_http_exception(error))
+
+    def _on_unexpected(self, error: Exception) -> Response:
+        log.error("unexpected error", extra={"path": request.path}, exc_info=error)
+        return HttpProblemError(
+            500, "an unexpected error occurred; it has been logged"
+        ).to_response()
+
+    def _start_timer(self) -> None:
+        g.emostream_started = time.perf_counter()
+
+    def _count_request(self, response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        self._metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+        started = g.get("emostream_started")
+        if started is not None:
+            self._metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+        return response
+
+
+def _invalid(error: InvalidReactionsError, events: int) -> HttpProblemError:
+    first = error.errors[0]
+    more = error.total_errors - 1
+    detail = first.describe() + (f" (and {more} more)" if more else "")
+    extensions: dict[str, Any] = {"field": first.field, "pointer": first.pointer}
+    if first.index is not None:
+        extensions["index"] = first.index
+    extensions["errors"] = [
+        {
+            "field": e.field,
+            "pointer": e.pointer,
+            **({} if e.index is None else {"index": e.index}),
+            "reason": e.reason,
+        }
+        for e in error.errors
+    ]
+    extensions["error_count"] = error.total_errors
+    return HttpProblemError(
+        422,
+        detail,
+        type_=INVALID_REACTIONS,
+        title="Invalid reactions",
+        extensions=extensions,
+        reason=error.kind,
+        events=events,
+    )
+
+
+def _json(obj: Any, status: int) -> Response:
+    return Response(encode_json(obj), status=status, mimetype="application/json")

@@ -1,0 +1,80 @@
+"""Error replies as RFC 9457 problem documents (``application/problem+json``).
+
+Every error ingest returns, its own or Werkzeug's, goes through :class:`HttpProblemError`, so a
+client sees one shape: ``type``, ``title``, ``status``, ``detail`` and extension members such
+as ``field`` or ``errors``.
+"""
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from flask import Response
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from emostream.common.errors import EmostreamError
+from emostream.common.events import encode_json
+
+PROBLEM_JSON = "application/problem+json"
+#: The ``type`` of problems that need no more than their status code to be understood.
+BLANK = "about:blank"
+INVALID_REACTIONS = "urn:emostream:problem:invalid-reactions"
+KAFKA_BACKPRESSURE = "urn:emostream:problem:kafka-backpressure"
+KAFKA_UNAVAILABLE = "urn:emostream:problem:kafka-unavailable"
+
+
+class HttpProblemError(EmostreamError):
+    """An error reply. ``reason`` (a bounded metric label) is set when events were refused."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        type_: str = BLANK,
+        title: str | None = None,
+        extensions: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        reason: str | None = None,
+        events: int = 1,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.type = type_
+        # RFC 9457 4.2.1: with about:blank, the title is the status code's phrase.
+        self.title = title or HTTPStatus(status).phrase
+        self.extensions = dict(extensions or {})
+        self.headers = dict(headers or {})
+        self.reason = reason
+        self.events = events
+
+    def document(self) -> dict[str, Any]:
+        """The problem document's members."""
+        return {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extensions,
+        }
+
+    def to_response(self) -> Response:
+        """The HTTP reply carrying the document."""
+        return Response(
+            encode_json(self.document()),
+            status=self.status,
+            mimetype=PROBLEM_JSON,
+            headers=self.headers,
+        )
+
+
+def from_http_exception(error: HTTPException) -> HttpProblemError:
+    """The problem equivalent of a Werkzeug error (404, 405, 413 while reading, 500 ...)."""
+    status = error.code or 500
+    headers: dict[str, str] = {}
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        headers["Allow"] = ", ".join(sorted(error.valid_methods))
+    detail = error.description or HTTPStatus(status).description
+    reason = "too_large" if status == 413 else None
+    return HttpProblemError(status, detail, headers=headers, reason=reason)

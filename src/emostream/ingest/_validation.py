@@ -1,0 +1,324 @@
+"""Turning request bodies into :class:`Reaction` events, or precise reasons why not.
+
+Pure functions with no I/O, so every rule can be tested without a server or a broker. Field
+checks raise :class:`InvalidEventError` naming the canonical field (``user_id``, ``emoji``,
+``timestamp``, ``stream_id``); the body parsers relabel it with the name the client used and
+collect every bad field of every item, so one reply tells a client all that is wrong.
+"""
+
+import math
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal, TypeVar
+
+from emostream.common.emoji import normalise_emoji
+from emostream.common.errors import InvalidEventError
+from emostream.common.events import Reaction
+from emostream.ingest.settings import IngestSettings
+
+DEFAULT_STREAM_ID = "default"
+MAX_USER_ID_CHARS = 128
+#: Numbers below this are epoch seconds (good until the year 5138), from it up epoch milliseconds.
+EPOCH_SECONDS_BELOW = 100_000_000_000
+#: Longest timestamp string considered; real ISO 8601 strings are far shorter.
+MAX_TIME_STRING_CHARS = 64
+#: Longest emoji string considered; the longest ZWJ sequences are under a dozen code points.
+MAX_EMOJI_CHARS = 16
+#: Field errors listed in one reply; a 500-item batch of garbage needs no 500-line answer.
+MAX_REPORTED_ERRORS = 20
+
+_STREAM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NUMERIC = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+Clamp = Literal["future", "past"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class EventRules:
+    """What an acceptable event is: the emoji set, batch size and trusted clock window."""
+
+    emoji_valence: Mapping[str, float]
+    max_batch: int
+    max_future_skew_ms: int
+    max_past_age_ms: int
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings) -> "EventRules":
+        """The rules configured for this deployment."""
+        return cls(
+            emoji_valence=settings.emoji_valence,
+            max_batch=settings.max_batch,
+            max_future_skew_ms=round(settings.max_future_skew_s * 1000),
+            max_past_age_ms=round(settings.max_past_age_s * 1000),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One bad field: where it is (item index in a batch, field name) and what is wrong."""
+
+    field: str
+    reason: str
+    index: int | None = None
+    #: Canonical field kind, a bounded set fit for a metric label.
+    kind: str = "shape"
+
+    @property
+    def pointer(self) -> str:
+        """JSON Pointer (RFC 6901) to the field within the request body."""
+        parts = [] if self.index is None else [str(self.index)]
+        if self.field:
+            parts.append(self.field)
+        return "".join(f"/{p}" for p in parts)
+
+    def describe(self) -> str:
+        """A one-line human account, e.g. ``item 3: emoji: not in the emoji set``."""
+        where = self.field or "body"
+        prefix = "" if self.index is None else f"item {self.index}: "
+        return f"{prefix}{where}: {self.reason}"
+
+
+class InvalidReactionsError(InvalidEventError):
+    """A body failed validation; nothing of it may be enqueued. ``errors`` lists every bad field."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        first = errors[0]
+        super().__init__(first.field, first.describe())
+        self.errors = errors[:MAX_REPORTED_ERRORS]
+        self.total_errors = len(errors)
+        self.index = first.index
+        self.kind = first.kind
+
+
+@dataclass(slots=True)
+class Parsed:
+    """Valid reactions of one request, and how many had their event time clamped."""
+
+    reactions: list[Reaction] = field(default_factory=list)
+    clamped: dict[Clamp, int] = field(default_factory=lambda: {"future": 0, "past": 0})
+
+
+def parse_user_id(value: object) -> str:
+    """A user id as a string: given as a string or an integer (not a boolean), 1..128 chars."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidEventError("user_id", "must be a string or an integer")
+    if isinstance(value, int) and abs(value) >= 10**MAX_USER_ID_CHARS:
+        raise InvalidEventError("user_id", f"must be at most {MAX_USER_ID_CHARS} characters")
+    text = str(value)
+    if not 1 <= len(text) <= MAX_USER_ID_CHARS:
+        raise InvalidEventError("user_id", f"must be 1 to {MAX_USER_ID_CHARS} characters")
+    return text
+
+
+def parse_emoji(value: object, known: Mapping[str, float]) -> str:
+    """The canonical spelling of an emoji in the configured set (a bare U+2764 is the heart)."""
+    if not isinstance(value, str):
+        raise InvalidEventError("emoji", "must be a string")
+    canonical = normalise_emoji(value, known) if len(value) <= MAX_EMOJI_CHARS else None
+    if canonical is None:
+        raise InvalidEventError("emoji", "is not in the emoji set")
+    return canonical
+
+
+def parse_stream_id(value: object) -> str:
+    """A stream id: 1 to 64 of ASCII letters, digits, ``_`` and ``-``."""
+    if not isinstance(value, str) or _STREAM_ID.fullmatch(value) is None:
+        raise InvalidEventError("stream_id", "must match ^[A-Za-z0-9_-]{1,64}$")
+    return value
+
+
+def parse_event_time(value: object) -> int:
+    """Epoch milliseconds from epoch seconds, epoch milliseconds or an ISO 8601 string.
+
+    Numbers below 1e11 are seconds, others milliseconds: 1e11 s is the year 5138 while 1e11 ms
+    is 1973, so no plausible clock reading is ambiguous. A string of digits counts as a number.
+    An ISO 8601 time without an offset is UTC.
+    """
+    if isinstance(value, bool):
+        raise InvalidEventError("timestamp", "must be a number or a string, not a boolean")
+    if isinstance(value, int | float):
+        return _epoch_ms(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > MAX_TIME_STRING_CHARS:
+            raise InvalidEventError("timestamp", "is too long for a timestamp")
+        if _NUMERIC.fullmatch(text):
+            return _epoch_ms(float(text) if "." in text else int(text))
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidEventError(
+                "timestamp", "must be epoch seconds, epoch milliseconds or ISO 8601"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return (moment - _EPOCH) // _ONE_MS
+    raise InvalidEventError("timestamp", "must be epoch seconds, epoch milliseconds or ISO 8601")
+
+
+def _epoch_ms(number: float) -> int:
+    if not math.isfinite(number):
+        raise InvalidEventError("timestamp", "must be a finite number")
+    if number < 0:
+        raise InvalidEventError("timestamp", "must not be negative")
+    if number < EPOCH_SECONDS_BELOW:
+        return round(number * 1000)
+    return round(number)
+
+
+def clamp_event_time(event_ms: int, receive_ms: int, rules: EventRules) -> tuple[int, Clamp | None]:
+    """The event time to use, and whether (and which way) it was out of the trusted window.
+
+    An event time too far ahead of or behind the server clock is replaced by the receive time:
+    the aggregation's watermark follows the largest event time it sees, so one fast clock would
+    otherwise make everyone else's events late, and one slow clock would fill old windows.
+    """
+    if event_ms > receive_ms + rules.max_future_skew_ms:
+        return receive_ms, "future"
+    if event_ms < receive_ms - rules.max_past_age_ms:
+        return receive_ms, "past"
+    return event_ms, None
+
+
+@dataclass(frozen=True, slots=True)
+class _Names:
+    """How one route spells the fields of a reaction."""
+
+    emoji: str
+    time: str
+    time_required: bool
+
+
+_SEND_EMOJI = _Names(emoji="emoji_type", time="timestamp", time_required=True)
+_V1 = _Names(emoji="emoji", time="ts", time_required=False)
+
+
+def parse_send_emoji(body: object, rules: EventRules, receive_ms: int) -> Parsed:
+    """The one reaction of an original client's ``POST /send_emoji`` body.
+
+    ``{"user_id", "emoji_type", "timestamp", "stream_id"?}``; unknown members are ignored so
+    older and newer clients keep working.
+    """
+    if not isinstance(body, dict):
+        raise InvalidReactionsError([FieldError("", "the body must be a JSON object")])
+    reader = _Reader(DEFAULT_STREAM_ID, _SEND_EMOJI, rules, receive_ms)
+    if body.get("stream_id") is not None:
+        reader.stream_id = (
+            reader.member(body, None, "stream_id", "stream_id", parse_stream_id) or ""
+        )
+    reader.item(body, None)
+    return reader.result()
+
+
+def parse_stream_reactions(
+    stream_id: str, body: object, rules: EventRules, receive_ms: int
+) -> Parsed:
+    """The reactions of a ``POST /v1/streams/<stream_id>/reactions`` body.
+
+    One object ``{"user_id", "emoji", "ts"?}`` or a JSON array of up to ``max_batch`` of them.
+    A batch is all or nothing: one bad item rejects the whole request, so a client never has to
+    work out which part of a batch got in.
+    """
+    try:
+        stream_id = parse_stream_id(stream_id)
+    except InvalidEventError as e:
+        raise InvalidReactionsError([FieldError("stream_id", e.reason, kind="stream_id")]) from None
+    reader = _Reader(stream_id, _V1, rules, receive_ms)
+    if isinstance(body, dict):
+        reader.item(body, None)
+    elif isinstance(body, list):
+        if not 1 <= len(body) <= rules.max_batch:
+            reason = f"a batch must hold 1 to {rules.max_batch} reactions, not {len(body)}"
+            raise InvalidReactionsError([FieldError("", reason, kind="batch_size")])
+        for index, item in enumerate(body):
+            if isinstance(item, dict):
+                reader.item(item, index)
+            else:
+                reader.errors.append(FieldError("", "each reaction must be a JSON object", index))
+    else:
+        raise InvalidReactionsError(
+            [FieldError("", "the body must be a JSON object or an array of objects")]
+        )
+    return reader.result()
+
+
+@dataclass(slots=True)
+class _Reader:
+    """Turns the items of one request into reactions, collecting every bad field on the way."""
+
+    stream_id: str
+    names: _Names
+    rules: EventRules
+    receive_ms: int
+    parsed: Parsed = field(default_factory=Parsed)
+    errors: list[FieldError] = field(default_factory=list)
+
+    def item(self, item: dict[str, object], index: int | None) -> None:
+        """Add the item's reaction, or its bad fields."""
+        found = len(self.errors)
+        user_id = self.member(item, index, "user_id", "user_id", parse_user_id)
+        emoji = self.member(item, index, self.names.emoji, "emoji", self._emoji)
+        event_ms = self.member(
+            item,
+            index,
+            self.names.time,
+            "timestamp",
+            parse_event_time,
+            required=self.names.time_required,
+        )
+        if len(self.errors) > found or user_id is None or emoji is None:
+            return
+        event_ms, clamp = clamp_event_time(
+            self.receive_ms if event_ms is None else event_ms, self.receive_ms, self.rules
+        )
+        if clamp is not None:
+            self.parsed.clamped[clamp] += 1
+        self.parsed.reactions.append(
+            Reaction(
+                event_id=uuid.uuid4().hex,
+                stream_id=self.stream_id,
+                user_id=user_id,
+                emoji=emoji,
+                event_time_ms=event_ms,
+                receive_time_ms=self.receive_ms,
+            )
+        )
+
+    def member(
+        self,
+        item: dict[str, object],
+        index: int | None,
+        name: str,
+        kind: str,
+        parse: Callable[[object], T],
+        *,
+        required: bool = True,
+    ) -> T | None:
+        """The parsed member ``name`` of ``item``; None (and an entry in errors) if it is bad.
+
+        An optional member given as JSON null counts as absent.
+        """
+        if name not in item or (not required and item[name] is None):
+            if required:
+                self.errors.append(FieldError(name, "is required", index, kind))
+            return None
+        try:
+            return parse(item[name])
+        except InvalidEventError as e:
+            self.errors.append(FieldError(name, e.reason, index, kind))
+            return None
+
+    def result(self) -> Parsed:
+        """The reactions, or :class:`InvalidReactionsError` listing every bad field."""
+        if self.errors:
+            raise InvalidReactionsError(self.errors)
+        return self.parsed
+
+    def _emoji(self, value: object) -> str:
+        return parse_emoji(value, self.rules.emoji_valence)

@@ -1,0 +1,45 @@
+"""The ingest app factory, served as ``gunicorn 'emostream.ingest.app:create_app()'``.
+
+Routes (see :mod:`emostream.ingest.openapi` for the full contract):
+
+- ``POST /send_emoji``: one reaction in the original clients' format, 200.
+- ``POST /v1/streams/<stream_id>/reactions``: one reaction or a batch, 202.
+- ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``GET /openapi.json``.
+
+Creating the app makes no Kafka client (gunicorn may fork after it); the first request does.
+"""
+
+import logging
+
+from flask import Flask
+
+from emostream.common.logging import configure_logging
+from emostream.ingest._api import IngestApi
+from emostream.ingest._metrics import IngestMetrics
+from emostream.ingest._producer import ReactionProducer, ReactionSink
+from emostream.ingest.settings import IngestSettings
+
+
+def create_app(
+    settings: IngestSettings | None = None, *, sink: ReactionSink | None = None
+) -> Flask:
+    """A new ingest app; settings default to the ``EMOSTREAM_*`` environment.
+
+    ``sink`` replaces the Kafka producer, for tests of the HTTP layer alone.
+    """
+    settings = settings or IngestSettings()
+    # Whoever owns the process (gunicorn_conf's logconfig_dict, a test runner) may already have
+    # configured logging; only an unconfigured process gets the JSON default here.
+    if not logging.getLogger().handlers:
+        configure_logging(settings.log_level)
+    app = Flask(__name__, static_folder=None)
+    # Werkzeug stops reading a body sent without Content-Length (chunked) at this size, silently;
+    # one byte over the limit lets the route tell "exactly at the limit" from "too large".
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    metrics = IngestMetrics()
+    if sink is None:
+        sink = ReactionProducer(settings, metrics)
+    metrics.track_queue_depth(sink.queue_depth)
+    IngestApi(settings, metrics, sink).register(app)
+    app.extensions["emostream.ingest"] = {"settings": settings, "metrics": metrics, "sink": sink}
+    return app

@@ -1,0 +1,109 @@
+"""Settings of the ingest service, read once from ``EMOSTREAM_*`` environment variables."""
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from emostream.common.settings import CommonSettings
+
+Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+
+
+class IngestSettings(CommonSettings):
+    """Request limits, event-time bounds, Kafka producer tuning and server sizing of ingest."""
+
+    # Request limits.
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest request body accepted; larger gets 413."
+    )
+    max_batch: int = Field(
+        500, ge=1, le=10_000, description="Most reactions in one POST to the batch route."
+    )
+
+    # Event time: a client's clock is trusted only within these bounds.
+    max_future_skew_s: float = Field(
+        5.0,
+        ge=0,
+        description="An event time further ahead of the server clock is clamped to receive time.",
+    )
+    max_past_age_s: float = Field(
+        60.0,
+        gt=0,
+        description="An event time older than this is clamped to receive time, so one bad clock "
+        "can never hold back or push forward the aggregation's watermark.",
+    )
+
+    # Kafka producer (librdkafka) tuning.
+    producer_linger_ms: int = Field(
+        5, ge=0, le=60_000, description="How long the producer waits to fill a batch (linger.ms)."
+    )
+    producer_batch_bytes: int = Field(
+        131_072, ge=1024, description="Upper bound on a message batch in bytes (batch.size)."
+    )
+    producer_compression: Compression = Field(
+        "lz4", description="Batch compression codec (compression.type)."
+    )
+    producer_queue_max_messages: int = Field(
+        100_000,
+        ge=1,
+        description="Messages the local queue holds before produce() raises BufferError "
+        "(queue.buffering.max.messages); a full queue turns into 503 + Retry-After.",
+    )
+    producer_queue_max_kbytes: int = Field(
+        65_536,
+        ge=1,
+        description="Kilobytes the local queue holds (queue.buffering.max.kbytes).",
+    )
+    producer_delivery_timeout_ms: int = Field(
+        30_000,
+        ge=1000,
+        description="How long a message may wait for the broker before it counts as a delivery "
+        "error (message.timeout.ms).",
+    )
+    produce_retry_s: float = Field(
+        0.1,
+        ge=0,
+        le=5,
+        description="How long a request waits for room in a full local queue before it is "
+        "answered 503.",
+    )
+    retry_after_s: int = Field(
+        1, ge=1, description="Retry-After seconds sent with a 503 when Kafka cannot take more."
+    )
+
+    # Readiness and shutdown.
+    readiness_cache_s: float = Field(
+        3.0, ge=0, description="How long a Kafka readiness probe result is reused."
+    )
+    readiness_timeout_s: float = Field(
+        1.0, gt=0, description="Time limit of one Kafka metadata request made by /readyz."
+    )
+    shutdown_flush_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        description="How long a stopping worker waits for queued events to reach Kafka.",
+    )
+
+    # Server sizing, read by gunicorn_conf.
+    workers: int = Field(2, ge=1, description="gunicorn worker processes.")
+    threads: int = Field(8, ge=1, description="Request threads per gunicorn worker (gthread).")
+    graceful_timeout_s: int = Field(
+        20,
+        ge=1,
+        description="How long gunicorn lets a stopping worker finish requests and flush; must "
+        "exceed shutdown_flush_timeout_s.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "IngestSettings":
+        if self.graceful_timeout_s <= self.shutdown_flush_timeout_s:
+            raise ValueError(
+                "graceful_timeout_s must exceed shutdown_flush_timeout_s, or gunicorn kills "
+                "workers before their queued events reach Kafka"
+            )
+        if self.producer_queue_max_messages < self.max_batch:
+            raise ValueError(
+                "producer_queue_max_messages must be at least max_batch, or a full batch could "
+                "never be enqueued whole"
+            )
+        return self

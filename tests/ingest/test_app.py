@@ -1,0 +1,328 @@
+"""The HTTP layer through Flask's test client, with an in-memory sink in place of Kafka."""
+
+import io
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from emostream.common.events import Reaction
+from emostream.ingest._producer import QueueFullError, Readiness
+from emostream.ingest.app import create_app
+from emostream.ingest.settings import IngestSettings
+
+HEART = "\u2764\ufe0f"
+V1 = "/v1/streams/final/reactions"
+
+
+class MemorySink:
+    """Keeps what it is sent; can be told to be full or unready."""
+
+    def __init__(self) -> None:
+        self.sent: list[Reaction] = []
+        self.full = False
+        self.state = Readiness(True, "memory sink")
+
+    def send(self, reactions: Sequence[Reaction]) -> None:
+        """Keep the reactions, or refuse them all when full."""
+        if self.full:
+            raise QueueFullError(0, len(reactions))
+        self.sent.extend(reactions)
+
+    def readiness(self) -> Readiness:
+        """The configured state."""
+        return self.state
+
+    def queue_depth(self) -> int:
+        """Everything sent counts as queued."""
+        return len(self.sent)
+
+    def flush(self, timeout_s: float) -> int:
+        """Nothing is ever left."""
+        return 0
+
+
+@pytest.fixture
+def sink() -> MemorySink:
+    """A fresh in-memory sink."""
+    return MemorySink()
+
+
+@pytest.fixture
+def app(sink: MemorySink) -> Flask:
+    """A fresh app on default settings, writing to the memory sink."""
+    return create_app(IngestSettings(max_batch=5, max_body_bytes=2048), sink=sink)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+def _problem(resp: TestResponse, status: int) -> dict[str, Any]:
+    assert resp.status_code == status
+    assert resp.mimetype == "application/problem+json"
+    body = resp.get_json(force=True)
+    assert isinstance(body, dict)
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= body.keys()
+    return body
+
+
+def _metric(client: FlaskClient, line_prefix: str) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    values = [
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_prefix)
+    ]
+    assert len(values) == 1, line_prefix
+    return values[0]
+
+
+def _now_s() -> float:
+    return time.time()
+
+
+# Accepted events.
+
+
+def test_send_emoji_replies_like_the_original_server(client: FlaskClient, sink: MemorySink) -> None:
+    """POST /send_emoji answers 200 {"status": "Emoji data received"} and enqueues one event."""
+    body = {"user_id": 1, "emoji_type": "\u2764", "timestamp": _now_s()}
+    resp = client.post("/send_emoji", json=body)
+    assert resp.status_code == 200
+    assert resp.get_json() == {"status": "Emoji data received"}
+    (r,) = sink.sent
+    assert (r.stream_id, r.user_id, r.emoji) == ("default", "1", HEART)
+
+
+def test_original_clients_test_body_is_accepted_and_clamped(
+    client: FlaskClient, sink: MemorySink
+) -> None:
+    """The original test's 2009 timestamp is accepted, stamped with receive time, and counted."""
+    resp = client.post(
+        "/send_emoji", json={"user_id": 1, "emoji_type": "😂", "timestamp": 1234567890}
+    )
+    assert resp.status_code == 200
+    assert sink.sent[0].event_time_ms == sink.sent[0].receive_time_ms
+    assert _metric(client, 'emostream_ingest_events_clamped_total{direction="past"}') == 1
+
+
+def test_v1_batch_is_accepted_with_its_count(client: FlaskClient, sink: MemorySink) -> None:
+    """A batch to the v1 route answers 202 {"accepted": n} and enqueues n events in order."""
+    batch = [{"user_id": f"u{i}", "emoji": "🔥"} for i in range(4)]
+    resp = client.post(V1, json=batch)
+    assert resp.status_code == 202
+    assert resp.get_json() == {"accepted": 4}
+    assert [r.user_id for r in sink.sent] == ["u0", "u1", "u2", "u3"]
+    assert {r.stream_id for r in sink.sent} == {"final"}
+    assert _metric(client, 'emostream_ingest_events_accepted_total{api="v1"}') == 4
+
+
+def test_v1_single_object_is_a_batch_of_one(client: FlaskClient, sink: MemorySink) -> None:
+    """One object (not an array) is accepted as one reaction."""
+    resp = client.post(V1, json={"user_id": 9, "emoji": "👍"})
+    assert (resp.status_code, resp.get_json()) == (202, {"accepted": 1})
+    assert len(sink.sent) == 1
+
+
+def test_json_media_type_with_charset_or_suffix_is_accepted(client: FlaskClient) -> None:
+    """application/json with a charset, and application/*+json, count as JSON."""
+    data = '{"user_id": 1, "emoji": "👍"}'.encode()
+    for ctype in ("application/json; charset=utf-8", "application/reaction+json"):
+        assert client.post(V1, data=data, content_type=ctype).status_code == 202
+
+
+# Bad input: never a 2xx, never a 5xx, nothing enqueued.
+
+
+def test_malformed_json_is_400(client: FlaskClient, sink: MemorySink) -> None:
+    """A body that is not JSON is 400 problem+json."""
+    for data in (b"{", b"", b"\xff\xfe{}"):
+        resp = client.post(V1, data=data, content_type="application/json")
+        assert "not valid JSON" in _problem(resp, 400)["detail"]
+    assert sink.sent == []
+    assert _metric(client, 'emostream_ingest_events_rejected_total{reason="malformed_json"}') == 3
+
+
+def test_body_over_the_limit_is_413(client: FlaskClient, sink: MemorySink) -> None:
+    """A body declared larger than max_body_bytes is 413 without being read."""
+    data = b'{"user_id": "' + b"x" * 4000 + b'", "emoji": "x"}'
+    body = _problem(client.post(V1, data=data, content_type="application/json"), 413)
+    assert "2048" in body["detail"]
+    assert sink.sent == []
+
+
+def test_chunked_body_over_the_limit_is_413(client: FlaskClient, sink: MemorySink) -> None:
+    """A body without Content-Length is cut off at the limit while read, also 413."""
+    resp = client.post(
+        V1,
+        input_stream=io.BytesIO(b"[" + b"1," * 3000 + b"1]"),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        # What gunicorn sets for a chunked request body.
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    _problem(resp, 413)
+    assert sink.sent == []
+
+
+def test_chunked_body_exactly_at_the_limit_is_read_whole(client: FlaskClient) -> None:
+    """A body without Content-Length of exactly max_body_bytes is accepted, not cut or refused."""
+    data = '{"user_id": 1, "emoji": "👍"}'.encode()
+    data += b" " * (2048 - len(data))
+    resp = client.post(
+        V1,
+        input_stream=io.BytesIO(data),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert resp.status_code == 202
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_non_json_media_type_is_415(client: FlaskClient, ctype: str | None) -> None:
+    """A body not declared as JSON is 415 and says what is accepted."""
+    resp = client.post(V1, data='{"user_id": 1, "emoji": "👍"}'.encode(), content_type=ctype)
+    _problem(resp, 415)
+    assert resp.headers["Accept"] == "application/json"
+
+
+def test_bad_field_in_send_emoji_is_422_naming_it(client: FlaskClient, sink: MemorySink) -> None:
+    """An unknown emoji on /send_emoji is 422 with field and pointer."""
+    body = {"user_id": 1, "emoji_type": "🦄", "timestamp": _now_s()}
+    problem = _problem(client.post("/send_emoji", json=body), 422)
+    assert problem["type"] == "urn:emostream:problem:invalid-reactions"
+    assert (problem["field"], problem["pointer"]) == ("emoji_type", "/emoji_type")
+    assert "index" not in problem
+    assert sink.sent == []
+
+
+def test_missing_fields_in_send_emoji_are_422(client: FlaskClient) -> None:
+    """A body missing required members is 422 listing each of them."""
+    problem = _problem(client.post("/send_emoji", json={"emoji_type": "😂"}), 422)
+    assert {e["field"] for e in problem["errors"]} == {"user_id", "timestamp"}
+    assert problem["error_count"] == 2
+
+
+def test_one_bad_item_rejects_the_whole_batch(client: FlaskClient, sink: MemorySink) -> None:
+    """A batch with one invalid item is 422 naming the index and field; nothing is enqueued."""
+    batch = [{"user_id": "a", "emoji": "👏"}, {"user_id": "b", "emoji": "👏", "ts": "never"}]
+    problem = _problem(client.post(V1, json=batch), 422)
+    assert (problem["index"], problem["field"], problem["pointer"]) == (1, "ts", "/1/ts")
+    assert problem["detail"].startswith("item 1: ts: ")
+    assert sink.sent == []
+    assert _metric(client, 'emostream_ingest_events_rejected_total{reason="timestamp"}') == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (V1, []),
+        (V1, [{"user_id": "a", "emoji": "👏"}] * 6),
+        (V1, "just a string"),
+        (V1, [1, 2]),
+        ("/v1/streams/bad.id/reactions", {"user_id": "a", "emoji": "👏"}),
+        ("/send_emoji", [{"user_id": 1, "emoji_type": "😂", "timestamp": 1}]),
+        ("/send_emoji", {"user_id": 1, "emoji_type": "😂", "timestamp": 1, "stream_id": "a b"}),
+    ],
+)
+def test_wrong_shapes_are_422(
+    client: FlaskClient, sink: MemorySink, path: str, body: object
+) -> None:
+    """Empty or oversized batches, non-objects and bad stream ids are 422, never 2xx or 5xx."""
+    _problem(client.post(path, json=body), 422)
+    assert sink.sent == []
+
+
+def test_unexpected_failure_is_a_500_problem(client: FlaskClient, sink: MemorySink) -> None:
+    """A bug (not bad input) still answers with a problem document, and no 2xx."""
+
+    def broken(reactions: Sequence[Reaction]) -> None:
+        raise RuntimeError("boom")
+
+    sink.send = broken  # type: ignore[method-assign]
+    body = _problem(client.post(V1, json={"user_id": 1, "emoji": "👍"}), 500)
+    assert "boom" not in body["detail"]
+
+
+def test_unknown_route_is_json_404(client: FlaskClient) -> None:
+    """An unknown path is a 404 problem document."""
+    _problem(client.get("/nope"), 404)
+
+
+def test_wrong_method_is_json_405_with_allow(client: FlaskClient) -> None:
+    """GET on a POST route is a 405 problem document with an Allow header."""
+    resp = client.get("/send_emoji")
+    _problem(resp, 405)
+    assert "POST" in resp.headers["Allow"]
+
+
+# Backpressure and readiness.
+
+
+def test_full_queue_is_503_with_retry_after(client: FlaskClient, sink: MemorySink) -> None:
+    """When Kafka's queue is full the reply is 503 + Retry-After, and nothing counts as accepted."""
+    sink.full = True
+    resp = client.post(V1, json=[{"user_id": "a", "emoji": "👏"}] * 3)
+    problem = _problem(resp, 503)
+    assert resp.headers["Retry-After"] == "1"
+    assert problem["accepted"] == 0
+    assert _metric(client, 'emostream_ingest_events_accepted_total{api="v1"}') == 0
+    assert _metric(client, 'emostream_ingest_events_rejected_total{reason="backpressure"}') == 3
+
+
+def test_readyz_follows_the_sink(client: FlaskClient, sink: MemorySink) -> None:
+    """/readyz is 200 while Kafka is reachable and a 503 problem with Retry-After otherwise."""
+    assert client.get("/readyz").status_code == 200
+    sink.state = Readiness(False, "broker down")
+    resp = client.get("/readyz")
+    assert _problem(resp, 503)["detail"] == "broker down"
+    assert "Retry-After" in resp.headers
+
+
+def test_healthz_is_200_json(client: FlaskClient) -> None:
+    """/healthz answers 200 JSON whenever the process runs."""
+    resp = client.get("/healthz")
+    assert (resp.status_code, resp.get_json()) == (200, {"status": "ok"})
+
+
+def test_metrics_expose_the_ingest_families(client: FlaskClient) -> None:
+    """/metrics lists every emostream_ingest_* family in the Prometheus text format."""
+    client.post(V1, json={"user_id": 1, "emoji": "👍"})
+    resp = client.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.mimetype == "text/plain"
+    text = resp.get_data(as_text=True)
+    for family in (
+        "emostream_ingest_requests_total",
+        "emostream_ingest_request_duration_seconds",
+        "emostream_ingest_events_accepted_total",
+        "emostream_ingest_events_rejected_total",
+        "emostream_ingest_events_clamped_total",
+        "emostream_ingest_producer_queue_depth",
+        "emostream_ingest_delivery_latency_seconds",
+        "emostream_ingest_delivery_errors_total",
+    ):
+        assert f"# TYPE {family} " in text, family
+    assert (
+        'emostream_ingest_requests_total{method="POST",route="/v1/streams/<stream_id>/reactions",'
+        'status="202"} 1.0' in text
+    )
+    assert "emostream_ingest_producer_queue_depth 1.0" in text
+
+
+def test_creating_the_app_starts_no_kafka_client() -> None:
+    """No producer (and no librdkafka thread) exists until a request needs one."""
+    before = {t.name for t in threading.enumerate()}
+    app = create_app(IngestSettings(kafka_bootstrap_servers="127.0.0.1:1"))
+    app.test_client().get("/healthz")
+    after = {t.name for t in threading.enumerate()}
+    assert "kafka-producer-poll" not in after - before
+    assert app.test_client().get("/metrics").status_code == 200

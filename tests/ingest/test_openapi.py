@@ -1,0 +1,84 @@
+"""The hand-written OpenAPI document matches the app it describes."""
+
+from typing import Any
+
+from flask import Flask
+
+from emostream.ingest.app import create_app
+from emostream.ingest.openapi import openapi_document
+from emostream.ingest.settings import IngestSettings
+
+METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+def _operations(app: Flask) -> set[tuple[str, str]]:
+    ops = set()
+    for rule in app.url_map.iter_rules():
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        ops |= {(path, m.lower()) for m in rule.methods or () if m.lower() in METHODS}
+    return ops
+
+
+def _refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def _resolve(doc: dict[str, Any], ref: str) -> object:
+    node: Any = doc
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def test_document_names_exactly_the_apps_routes_and_methods() -> None:
+    """Every route and method of the app is documented, and nothing else is."""
+    settings = IngestSettings()
+    doc = openapi_document(settings)
+    documented = {(p, m) for p, item in doc["paths"].items() for m in item if m in METHODS}
+    assert documented == _operations(create_app(settings))
+
+
+def test_every_reference_resolves() -> None:
+    """Each $ref in the document points at a component that exists."""
+    doc = openapi_document(IngestSettings())
+    refs = _refs(doc)
+    assert refs
+    for ref in refs:
+        assert _resolve(doc, ref) is not None, ref
+
+
+def test_post_routes_document_every_error_status() -> None:
+    """Both POST routes document 400, 413, 415, 422 and 503 as problem documents."""
+    doc = openapi_document(IngestSettings())
+    for path in ("/send_emoji", "/v1/streams/{stream_id}/reactions"):
+        responses = doc["paths"][path]["post"]["responses"]
+        assert {"400", "413", "415", "422", "503"} <= responses.keys()
+        for status in ("400", "413", "415", "422", "503"):
+            response = _resolve(doc, responses[status]["$ref"])
+            assert isinstance(response, dict)
+            assert "application/problem+json" in response["content"]
+
+
+def test_document_reflects_the_deployments_settings() -> None:
+    """The emoji enum (with the bare heart alias) and batch limit follow the settings."""
+    doc = openapi_document(IngestSettings(max_batch=42))
+    assert doc["openapi"].startswith("3.1")
+    emoji_enum = doc["components"]["schemas"]["Emoji"]["enum"]
+    assert "\u2764\ufe0f" in emoji_enum
+    assert "\u2764" in emoji_enum
+    body = doc["paths"]["/v1/streams/{stream_id}/reactions"]["post"]["requestBody"]
+    batch = body["content"]["application/json"]["schema"]["oneOf"][1]
+    assert batch["maxItems"] == 42
+
+
+def test_served_document_is_the_generated_one() -> None:
+    """GET /openapi.json serves the document for the app's settings."""
+    settings = IngestSettings()
+    resp = create_app(settings).test_client().get("/openapi.json")
+    assert resp.status_code == 200
+    assert resp.get_json() == openapi_document(settings)
