@@ -38,7 +38,8 @@ def test_a_reused_pid_is_not_taken_for_ours(tmp_path: Path) -> None:
     """A pid file whose pid now runs another program is treated as stopped and never signalled."""
     procs = ProcessDir(tmp_path / "run", tmp_path / "logs")
     procs.run_dir.mkdir(parents=True)
-    procs.pid_file("ghost").write_text(json.dumps({"pid": os.getpid(), "cmd": ["not", "us"]}))
+    record = {"pid": os.getpid(), "started": 1, "cmd": ["not", "us"]}
+    procs.pid_file("ghost").write_text(json.dumps(record))
     assert procs.running_pid("ghost") is None
     assert not procs.stop("ghost", grace_s=1)  # had it signalled us, this test would be dead
 

@@ -17,6 +17,9 @@ from confluent_kafka.cimpl import NewTopic
 from emostream.common.errors import StackError
 
 log = logging.getLogger(__name__)
+# Probing a broker that is still starting makes librdkafka report refused connections; expected.
+_quiet = logging.getLogger(f"{__name__}.probe")
+_quiet.setLevel(logging.CRITICAL)
 
 _LOG4J2 = """\
 status = warn
@@ -126,7 +129,8 @@ def _java() -> str:
 def kafka_ready(bootstrap: str) -> bool:
     """True when the broker answers a metadata request."""
     try:
-        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
+        admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet})
+        md = admin.list_topics(timeout=2)
     except KafkaException:
         return False
     return bool(md.brokers)

@@ -1,8 +1,9 @@
 """Start, find and stop the stack's background processes by pid file.
 
 Each process leads its own session (process group), so stopping it also stops what it spawned
-(gunicorn's workers, the Spark driver's JVM). A pid file stores the command line too: a pid that
-the system reused for an unrelated program is never signalled.
+(gunicorn's workers, the Spark driver's JVM). A pid file stores the process's start time too (its
+command line is no identity: Redis rewrites its own), so a pid that the system reused for an
+unrelated program is never signalled.
 """
 
 import json
@@ -34,12 +35,11 @@ class ProcessDir:
         """The pid of ``name`` if the process we started is still alive, else None."""
         try:
             record = json.loads(self.pid_file(name).read_text())
-            cmdline = Path(f"/proc/{record['pid']}/cmdline").read_bytes()
+            pid = int(record["pid"])
+            started = int(record["started"])
         except (OSError, ValueError, KeyError):
             return None
-        if cmdline.split(b"\0")[:-1] != [a.encode() for a in record["cmd"]]:
-            return None
-        return int(record["pid"])
+        return pid if _start_ticks(pid) == started else None
 
     def names(self) -> list[str]:
         """Names of the processes started here and not yet stopped, newest first."""
@@ -55,7 +55,8 @@ class ProcessDir:
                 cmd, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-        self.pid_file(name).write_text(json.dumps({"pid": proc.pid, "cmd": cmd}))
+        record = {"pid": proc.pid, "started": _start_ticks(proc.pid), "cmd": cmd}
+        self.pid_file(name).write_text(json.dumps(record))
         return proc.pid
 
     def stop(self, name: str, grace_s: float) -> bool:
@@ -73,6 +74,16 @@ class ProcessDir:
             while _group_alive(pid):
                 time.sleep(0.1)
         return True
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; fields after it do not.
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def _group_alive(pgid: int) -> bool:
