@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -129,7 +130,8 @@ def _java() -> str:
 def kafka_ready(bootstrap: str) -> bool:
     """True when the broker answers a metadata request."""
     try:
-        admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet})
+        config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _quiet}
+        admin = AdminClient(config)
         md = admin.list_topics(timeout=2)
     except KafkaException:
         return False
