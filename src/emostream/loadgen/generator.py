@@ -38,7 +38,7 @@ class Audience:
         if self.burst_emoji is None and self.rng.random() < BURST_CHANCE_PER_S * TICK_S:
             self.burst_emoji = self.rng.choice(list(BASE_WEIGHTS))
             self.burst_until = now + BURST_SECONDS
-        weights = dict(BASE_WEIGHTS)
+        weights: dict[str, float] = dict(BASE_WEIGHTS)
         if self.burst_emoji is not None:
             if now >= self.burst_until:
                 self.burst_emoji = None

@@ -1,0 +1,165 @@
+"""The two ways a subscription reaches a viewer: an SSE response body and a WebSocket.
+
+Both start with the subscription's backlog (the resumed swarms, or the latest snapshot), then
+write live swarms as they come. Both end when the viewer goes away (the next write fails, at
+the latest one heartbeat later), when the hub drops a viewer that fell behind, or when the
+worker shuts down; either way the viewer reconnects with the last id it saw and misses nothing
+still in the replay window.
+"""
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from typing import Any
+
+from flask import Response
+from simple_websocket import ConnectionClosed, Server
+from simple_websocket import ConnectionError as WebSocketConnectionError
+from wsproto.utilities import ProtocolError
+
+from emostream.common.errors import EmostreamError
+from emostream.common.events import now_ms
+from emostream.fanout._hub import Subscription, SubscriptionClosedError
+from emostream.fanout._runtime import FanoutRuntime
+from emostream.fanout._sse import HEARTBEAT, retry_frame
+from emostream.fanout._swarm import Swarm
+
+log = logging.getLogger(__name__)
+
+#: WebSocket close codes (RFC 6455 7.4.1, IANA registry): why the server ended the feed.
+_WS_CLOSE = {"overflow": 1013, "shutdown": 1001}  # "try again later", "going away"
+
+
+class HandshakeError(EmostreamError):
+    """The request asked for a WebSocket but its handshake is incomplete or invalid."""
+
+
+def _observe_lag(runtime: FanoutRuntime, transport: str, swarm: Swarm) -> None:
+    if swarm.emitted_at_ms is not None:
+        lag_s = max(0, now_ms() - swarm.emitted_at_ms) / 1000
+        runtime.metrics.delivery_lag.labels(transport).observe(lag_s)
+
+
+def sse_body(runtime: FanoutRuntime, sub: Subscription, sock: Any | None) -> Iterator[bytes]:
+    """The body of an SSE response: retry hint and backlog, then live swarms and heartbeats.
+
+    gunicorn writes (and so flushes) each yielded chunk before asking for the next, so code
+    after a ``yield`` runs once that chunk is on the wire. ``sock``, when the server exposes
+    it, gets a send timeout so a viewer that stops reading cannot hold a worker slot forever.
+    """
+    s = runtime.settings
+    sent = runtime.metrics.messages_sent.labels("sse")
+    old_timeout = _set_send_timeout(sock, s.write_timeout_s)
+    try:
+        backlog = sub.take_backlog()
+        yield retry_frame(s.retry_ms) + b"".join(swarm.frame for swarm in backlog)
+        sent.inc(len(backlog))
+        last_write = time.monotonic()
+        while True:
+            wait = s.heartbeat_s - (time.monotonic() - last_write)
+            swarm = sub.next(timeout=max(wait, 0.0))
+            if swarm is None:
+                yield HEARTBEAT
+            else:
+                yield swarm.frame
+                sent.inc()
+                _observe_lag(runtime, "sse", swarm)
+            last_write = time.monotonic()
+    except SubscriptionClosedError as exc:
+        log.debug("feed ended", extra={"stream_id": sub.stream_id, "reason": exc.reason})
+    finally:
+        sub.close()
+        _set_send_timeout(sock, old_timeout)
+
+
+def _set_send_timeout(sock: Any | None, timeout: float | None) -> float | None:
+    """Set ``sock``'s timeout, returning the previous one (None when there is no socket)."""
+    if sock is None:
+        return None
+    try:
+        old: float | None = sock.gettimeout()
+        sock.settimeout(timeout)
+    except OSError:
+        return None
+    return old
+
+
+class _WholeFrames:
+    """A socket whose ``send`` writes everything, one writer at a time.
+
+    simple-websocket writes frames with ``socket.send``, which may write only part of a frame
+    when the viewer's buffer is nearly full, and its reader also writes (pongs, close replies)
+    from another greenlet; either would corrupt the stream.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def websocket_feed(runtime: FanoutRuntime, sub: Subscription, environ: dict[str, Any]) -> Response:
+    """Upgrade the request to a WebSocket and write the feed; returns once the feed ends."""
+    s = runtime.settings
+    sent = runtime.metrics.messages_sent.labels("ws")
+    try:
+        ws = Server(environ, ping_interval=s.heartbeat_s, max_message_size=s.ws_max_message_bytes)
+    except (ProtocolError, WebSocketConnectionError) as exc:
+        sub.close()
+        raise HandshakeError(f"not a valid WebSocket handshake: {exc}") from exc
+    except Exception:
+        sub.close()
+        raise
+    raw = ws.sock
+    ws.sock = _WholeFrames(raw)
+    _set_send_timeout(raw, s.write_timeout_s)
+    reason = "closed"
+    try:
+        for old in sub.take_backlog():
+            ws.send(old.text)
+            sent.inc()
+        while ws.connected:
+            live = sub.next(timeout=s.heartbeat_s)
+            if live is not None:
+                ws.send(live.text)
+                sent.inc()
+                _observe_lag(runtime, "ws", live)
+    except SubscriptionClosedError as exc:
+        reason = exc.reason
+    except (ConnectionClosed, OSError):
+        reason = "disconnected"
+    finally:
+        sub.close()
+        with suppress(ConnectionClosed, OSError):
+            ws.close(reason=_WS_CLOSE.get(reason), message=reason)
+    log.debug("websocket ended", extra={"stream_id": sub.stream_id, "reason": reason})
+    return _UpgradedResponse(ws.mode)
+
+
+class _UpgradedResponse(Response):
+    """What a WSGI view returns after it has taken over the socket.
+
+    Under gunicorn, raising StopIteration from the response tells the worker that the request
+    was handled and the connection must be closed without writing anything more.
+    """
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self._mode = mode
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        if self._mode == "gunicorn":
+            raise StopIteration
+        if self._mode == "werkzeug":
+            return super().__call__(environ, start_response)
+        return []

@@ -1,0 +1,124 @@
+"""Settings of the fanout service, read once from ``EMOSTREAM_*`` environment variables."""
+
+from pydantic import Field, model_validator
+
+from emostream.common.settings import CommonSettings
+
+
+class FanoutSettings(CommonSettings):
+    """Delivery pacing, per-connection limits, the replay window and server sizing of fanout."""
+
+    # Delivery.
+    heartbeat_s: float = Field(
+        15.0,
+        gt=0,
+        le=15,
+        description="Longest silence on an idle SSE connection before a `: hb` comment (and the "
+        "WebSocket ping interval); the contract promises at least one every 15 s.",
+    )
+    retry_ms: int = Field(
+        2000,
+        ge=0,
+        description="Reconnection delay hint sent to SSE clients as the first `retry:` field.",
+    )
+    replay_window_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long swarms stay in a worker's replay buffer, so a viewer that "
+        "reconnects with Last-Event-ID within this time misses nothing.",
+    )
+    replay_max_per_stream: int = Field(
+        4096,
+        ge=1,
+        description="Most swarms a stream's replay buffer holds, whatever their age; bounds "
+        "memory if one stream emits far faster than expected.",
+    )
+    client_queue_size: int = Field(
+        256,
+        ge=1,
+        description="Swarms waiting for one connection; a connection that falls this far behind "
+        "is disconnected (it resumes from the replay buffer) so it never slows others.",
+    )
+    write_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long one write to a client socket may block before the client counts "
+        "as stuck and its connection is closed.",
+    )
+    max_connections: int = Field(
+        5000,
+        ge=1,
+        description="Streaming connections (SSE and WebSocket) one worker serves; more are "
+        "answered 503 with Retry-After.",
+    )
+    busy_retry_after_s: int = Field(
+        5,
+        ge=1,
+        description="Retry-After seconds sent with a 503 when a worker is full or stopping.",
+    )
+    ws_max_message_bytes: int = Field(
+        4096,
+        ge=128,
+        description="Largest message a WebSocket client may send (the feed is one-way; clients "
+        "have nothing to say beyond control frames).",
+    )
+    cors_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed to read the feeds from other sites (JSON list; ["*"] allows '
+        "any); the built-in viewer page is same-origin and needs none.",
+    )
+
+    # Latest snapshot for new viewers when the replay buffer has none.
+    snapshot_from_redis: bool = Field(
+        True, description="Greet a new viewer with the latest swarm stored in Redis."
+    )
+    redis_timeout_s: float = Field(
+        0.5, gt=0, description="Time limit of a Redis snapshot read; a slow Redis is skipped."
+    )
+
+    # Upstream Kafka consumer (one per worker process).
+    consume_batch: int = Field(
+        500, ge=1, le=100_000, description="Most swarm messages taken from Kafka in one call."
+    )
+    consume_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        le=5,
+        description="How long one consume call waits for messages; bounds how quickly a "
+        "stopping worker notices.",
+    )
+    upstream_retry_s: float = Field(
+        2.0, gt=0, description="Pause before reconnecting after the Kafka consumer failed."
+    )
+    kafka_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Time limit of the consumer's metadata and offset lookups at start-up.",
+    )
+
+    # Server sizing, read by gunicorn_conf.
+    workers: int = Field(
+        1,
+        ge=1,
+        description="gunicorn worker processes; each holds its own Kafka consumer and buffers.",
+    )
+    graceful_timeout_s: int = Field(
+        10,
+        ge=1,
+        description="How long gunicorn lets a stopping worker close its feeds (clients resume "
+        "elsewhere with Last-Event-ID).",
+    )
+
+    @model_validator(mode="after")
+    def _queue_fits_in_window(self) -> "FanoutSettings":
+        if self.replay_max_per_stream < self.client_queue_size:
+            raise ValueError(
+                "replay_max_per_stream must be at least client_queue_size, or a client dropped "
+                "for being slow could not resume from the replay buffer"
+            )
+        return self
+
+    @property
+    def worker_connections(self) -> int:
+        """gunicorn's per-worker connection cap: the feeds plus room for probes and 503s."""
+        return self.max_connections + 100

@@ -1,0 +1,38 @@
+"""Swarm messages shaped like the aggregation's, for fanout tests."""
+
+from typing import Any
+
+from emostream.common.events import encode_json, iso_utc, now_ms, swarm_id
+from emostream.fanout._swarm import Swarm
+
+WINDOW_MS = 2000
+BASE_MS = 1_764_000_000_000
+
+
+def swarm_message(
+    stream_id: str,
+    batch: int,
+    *,
+    window: int = 0,
+    counts: dict[str, int] | None = None,
+    emitted_at: int | None = None,
+) -> dict[str, Any]:
+    """A swarm message as the aggregation writes it to Kafka (emitted now unless given)."""
+    start = BASE_MS + window * WINDOW_MS
+    counts = counts or {"❤️": 2500, "😂": 300}
+    return {
+        "id": swarm_id(batch, start),
+        "stream_id": stream_id,
+        "window_start": iso_utc(start),
+        "window_end": iso_utc(start + WINDOW_MS),
+        "counts": counts,
+        "swarm": {e: -(-n // 1000) for e, n in counts.items()},
+        "sentiment": 0.9,
+        "emitted_at": emitted_at if emitted_at is not None else now_ms(),
+    }
+
+
+def make_swarm(stream_id: str, batch: int, **kwargs: Any) -> Swarm:
+    """The fanout's view of :func:`swarm_message`, emitted at a fixed time so it compares equal."""
+    kwargs.setdefault("emitted_at", BASE_MS)
+    return Swarm.decode(encode_json(swarm_message(stream_id, batch, **kwargs)), fallback_time_ms=0)

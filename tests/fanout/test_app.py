@@ -1,0 +1,247 @@
+"""The HTTP layer of fanout, with the hub fed by the test instead of Kafka."""
+
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from emostream.fanout._runtime import FanoutRuntime
+from emostream.fanout.app import create_app, runtime_of
+from emostream.fanout.settings import FanoutSettings
+from tests.fanout.swarms import make_swarm
+
+
+def make_app(**overrides: Any) -> Flask:
+    """An app without Kafka or Redis."""
+    settings = FanoutSettings(snapshot_from_redis=False, **overrides)
+    return create_app(settings, connect_upstream=False)
+
+
+@pytest.fixture
+def app() -> Flask:
+    """A fresh app per test."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runtime(app: Flask) -> FanoutRuntime:
+    """The app's worker state (hub, metrics)."""
+    return runtime_of(app)
+
+
+class Feed:
+    """An open SSE response read chunk by chunk."""
+
+    def __init__(self, client: FlaskClient, url: str, headers: dict[str, str] | None = None):
+        self.response = client.get(url, headers=headers or {}, buffered=False)
+        self._chunks: Iterator[bytes] = iter(cast(Iterable[bytes], self.response.response))
+
+    def next_chunk(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def test_sse_headers_and_retry_hint_come_first(client: FlaskClient) -> None:
+    """The feed is text/event-stream, uncached, unbuffered, and starts with a retry hint."""
+    feed = Feed(client, "/v1/streams/s1/events")
+    try:
+        assert feed.response.status_code == 200
+        assert feed.response.mimetype == "text/event-stream"
+        assert feed.response.headers["Cache-Control"] == "no-cache"
+        assert feed.response.headers["X-Accel-Buffering"] == "no"
+        assert feed.next_chunk() == b"retry: 2000\n\n"
+    finally:
+        feed.close()
+
+
+def test_live_swarm_is_written_as_one_sse_frame(
+    client: FlaskClient, runtime: FanoutRuntime
+) -> None:
+    """A swarm published after connecting arrives as its id / event / data frame."""
+    feed = Feed(client, "/v1/streams/s1/events")
+    try:
+        feed.next_chunk()
+        swarm = make_swarm("s1", 1)
+        runtime.hub.publish(swarm)
+        assert feed.next_chunk() == swarm.frame
+    finally:
+        feed.close()
+    assert runtime.hub.connections()["sse"] == 0
+
+
+def test_last_event_id_header_replays_the_missed_swarms(
+    client: FlaskClient, runtime: FanoutRuntime
+) -> None:
+    """Last-Event-ID resumes after that id: the first chunk carries exactly the missed swarms."""
+    swarms = [make_swarm("s1", b) for b in (1, 2, 3)]
+    for s in swarms:
+        runtime.hub.publish(s)
+    feed = Feed(client, "/v1/streams/s1/events", {"Last-Event-ID": swarms[0].id})
+    try:
+        assert feed.next_chunk() == b"retry: 2000\n\n" + swarms[1].frame + swarms[2].frame
+    finally:
+        feed.close()
+
+
+def test_last_event_id_query_parameter_is_honoured(
+    client: FlaskClient, runtime: FanoutRuntime
+) -> None:
+    """The last_event_id query parameter resumes like the header does."""
+    swarms = [make_swarm("s1", b) for b in (1, 2)]
+    for s in swarms:
+        runtime.hub.publish(s)
+    feed = Feed(client, f"/v1/streams/s1/events?last_event_id={swarms[0].id}")
+    try:
+        assert feed.next_chunk().endswith(swarms[1].frame)
+    finally:
+        feed.close()
+
+
+def test_new_viewer_gets_the_latest_snapshot(client: FlaskClient, runtime: FanoutRuntime) -> None:
+    """Without Last-Event-ID, the feed starts with the stream's newest swarm only."""
+    for b in (1, 2):
+        runtime.hub.publish(make_swarm("s1", b))
+    feed = Feed(client, "/v1/streams/s1/events")
+    try:
+        assert feed.next_chunk() == b"retry: 2000\n\n" + make_swarm("s1", 2).frame
+    finally:
+        feed.close()
+
+
+def test_idle_feed_sends_heartbeats() -> None:
+    """With nothing to send, a heartbeat comment is written every heartbeat_s."""
+    client = make_app(heartbeat_s=0.02).test_client()
+    feed = Feed(client, "/v1/streams/s1/events")
+    try:
+        feed.next_chunk()
+        assert feed.next_chunk() == b": hb\n\n"
+        assert feed.next_chunk() == b": hb\n\n"
+    finally:
+        feed.close()
+
+
+def test_dropped_slow_viewer_feed_ends() -> None:
+    """A viewer whose queue overflowed sees its feed end (it then resumes by reconnecting)."""
+    app = make_app(client_queue_size=1)
+    runtime = runtime_of(app)
+    feed = Feed(app.test_client(), "/v1/streams/s1/events")
+    feed.next_chunk()
+    for b in (1, 2, 3):
+        runtime.hub.publish(make_swarm("s1", b))
+    with pytest.raises(StopIteration):
+        feed.next_chunk()
+    feed.close()
+    assert runtime.hub.stats.slow_disconnects["sse"] == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/v1/streams/bad!id/events", "/v1/streams/" + "x" * 65 + "/events", "/watch/bad.id"],
+)
+def test_invalid_stream_id_is_422_problem(client: FlaskClient, url: str) -> None:
+    """A stream id outside ^[A-Za-z0-9_-]{1,64}$ gets 422 as a problem document."""
+    resp = client.get(url)
+    assert resp.status_code == 422
+    assert resp.mimetype == "application/problem+json"
+    body = resp.get_json(force=True)
+    assert body["status"] == 422
+    assert body["field"] == "stream_id"
+
+
+def test_invalid_stream_id_on_websocket_is_422_before_upgrading(client: FlaskClient) -> None:
+    """A WebSocket upgrade to a bad stream id is refused with 422, not upgraded."""
+    resp = client.get(
+        "/v1/streams/bad!id/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade"}
+    )
+    assert resp.status_code == 422
+    assert resp.mimetype == "application/problem+json"
+
+
+def test_websocket_route_without_upgrade_is_426(client: FlaskClient) -> None:
+    """A plain GET of the WebSocket route explains that it needs an upgrade."""
+    resp = client.get("/v1/streams/s1/ws")
+    assert resp.status_code == 426
+    assert resp.mimetype == "application/problem+json"
+
+
+def test_invalid_last_event_id_is_422(client: FlaskClient) -> None:
+    """A Last-Event-ID with spaces or control characters is refused."""
+    resp = client.get("/v1/streams/s1/events", headers={"Last-Event-ID": "a b"})
+    assert resp.status_code == 422
+    assert resp.get_json(force=True)["field"] == "last_event_id"
+
+
+def test_over_capacity_is_503_with_retry_after() -> None:
+    """Past max_connections a viewer gets 503 problem JSON with Retry-After."""
+    app = make_app(max_connections=1, busy_retry_after_s=7, client_queue_size=1)
+    client = app.test_client()
+    feed = Feed(client, "/v1/streams/s1/events")
+    try:
+        resp = client.get("/v1/streams/s2/events")
+        assert resp.status_code == 503
+        assert resp.headers["Retry-After"] == "7"
+        assert resp.mimetype == "application/problem+json"
+    finally:
+        feed.close()
+    assert client.get("/v1/streams/s2/events", buffered=False).status_code == 200
+
+
+def test_unknown_route_is_a_problem_document(client: FlaskClient) -> None:
+    """Werkzeug's own errors (404) are problem documents too."""
+    resp = client.get("/nope")
+    assert resp.status_code == 404
+    assert resp.mimetype == "application/problem+json"
+
+
+def test_watch_page_is_served_with_a_strict_policy(client: FlaskClient) -> None:
+    """The viewer page is HTML that loads only its own script and style."""
+    resp = client.get("/watch/final-2026")
+    assert resp.status_code == 200
+    assert resp.mimetype == "text/html"
+    assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+    page = resp.get_data(as_text=True)
+    assert '<script src="/static/watch.js"' in page
+    assert client.get("/static/watch.js").status_code == 200
+    assert client.get("/static/watch.css").status_code == 200
+
+
+def test_health_ready_and_metrics(client: FlaskClient) -> None:
+    """healthz answers; readyz is 503 without a consumer; metrics use the fanout prefix."""
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.mimetype == "application/problem+json"
+    text = client.get("/metrics").get_data(as_text=True)
+    for name in (
+        'emostream_fanout_connections{transport="sse"}',
+        "emostream_fanout_messages_sent_total",
+        "emostream_fanout_slow_client_disconnects_total",
+        "emostream_fanout_delivery_lag_seconds_bucket",
+        "emostream_fanout_upstream_messages_consumed_total",
+    ):
+        assert name in text
+
+
+def test_cors_allows_only_configured_origins() -> None:
+    """Feeds carry Access-Control-Allow-Origin for listed origins only."""
+    client = make_app(cors_allowed_origins=["https://tv.example"]).test_client()
+    allowed = client.get("/healthz", headers={"Origin": "https://tv.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://tv.example"
+    other = client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_settings_refuse_a_heartbeat_beyond_the_contract() -> None:
+    """The contract promises a heartbeat at least every 15 s, so longer is refused."""
+    with pytest.raises(ValueError, match="heartbeat_s"):
+        FanoutSettings(heartbeat_s=20)

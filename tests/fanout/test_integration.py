@@ -1,0 +1,286 @@
+"""Fanout under real gunicorn (gevent worker) reading a real Kafka topic, over real sockets."""
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import redis
+import requests
+from confluent_kafka import Producer
+from simple_websocket import Client as WebSocketClient
+
+from emostream.client import EmostreamClient, SSEEvent, SSEParser
+from emostream.common.events import encode_json
+from emostream.common.keys import latest_swarm_key
+from emostream.localstack import checks
+from emostream.localstack.process import ProcessDir
+from emostream.localstack.stack import gunicorn_command
+from tests.conftest import ROOT, Topics, free_port, wait_until
+from tests.fanout.swarms import swarm_message
+
+pytestmark = pytest.mark.integration
+
+#: Short heartbeats so that idle feeds and closed connections are noticed quickly.
+SERVER_ENV = {"EMOSTREAM_HEARTBEAT_S": "1", "EMOSTREAM_GRACEFUL_TIMEOUT_S": "10"}
+
+
+def start_fanout(processes: ProcessDir, name: str, env: dict[str, str]) -> str:
+    """Serve fanout under gunicorn's gevent worker on a free loopback port; returns its URL."""
+    port = free_port()
+    processes.start(name, gunicorn_command("fanout", port, "gevent"), {**env, **SERVER_ENV}, ROOT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: checks.http_ok(f"{url}/readyz"), f"fanout server {name}", 60)
+    return url
+
+
+@pytest.fixture(scope="module")
+def fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
+    """Base URL of a fanout server reading this session's swarms topic."""
+    yield start_fanout(processes, "fanout-it", service_env)
+    processes.stop("fanout-it", grace_s=15)
+
+
+@pytest.fixture(scope="module")
+def producer(kafka_bootstrap: str) -> Producer:
+    """A producer writing swarm messages the way the aggregation does (keyed by stream)."""
+    return Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 0})
+
+
+@pytest.fixture
+def stream() -> str:
+    """A stream id no other test uses."""
+    return f"it-{uuid.uuid4().hex[:10]}"
+
+
+def produce(producer: Producer, topic: str, messages: list[dict[str, Any]]) -> None:
+    """Write ``messages`` to ``topic`` and wait until Kafka has them."""
+    for msg in messages:
+        producer.produce(topic, key=msg["stream_id"].encode(), value=encode_json(msg))
+    assert producer.flush(10) == 0
+
+
+class RawFeed:
+    """An SSE response read with the SDK's parser, keeping the raw text for framing checks."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.response = requests.get(url, headers=headers or {}, stream=True, timeout=(5, 10))
+        self.parser = SSEParser()
+        self.text = ""
+        self.ended = False
+
+    def read(self, count: int, within_s: float = 15) -> list[SSEEvent]:
+        """Read until ``count`` events arrived (fails after ``within_s``)."""
+        events: list[SSEEvent] = []
+        deadline = time.monotonic() + within_s
+        while len(events) < count:
+            assert time.monotonic() < deadline, f"only {len(events)} of {count} events arrived"
+            events += self._chunk()
+            assert not self.ended, "feed ended early"
+        return events
+
+    def read_for(self, seconds: float) -> list[SSEEvent]:
+        """Every event arriving within ``seconds`` (heartbeats keep reads short)."""
+        events: list[SSEEvent] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.ended:
+            events += self._chunk()
+        return events
+
+    def wait_open(self) -> None:
+        """Read the retry hint: once it arrived the server has registered this viewer."""
+        while self.parser.retry_ms is None:
+            assert not self._chunk(), "no event expected before the retry hint"
+            assert not self.ended
+
+    def _chunk(self) -> list[SSEEvent]:
+        chunk = self.response.raw.read1(65536)
+        if not chunk:
+            self.ended = True
+            return []
+        self.text += chunk.decode()
+        return self.parser.feed(chunk)
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def test_sse_feed_follows_the_contract(fanout: str, producer: Producer, topics: Topics) -> None:
+    """Live swarms arrive in order as id / event: swarm / data frames with the SSE headers."""
+    stream = f"it-{uuid.uuid4().hex[:10]}"
+    feed = RawFeed(f"{fanout}/v1/streams/{stream}/events")
+    try:
+        assert feed.response.status_code == 200
+        assert feed.response.headers["Content-Type"].startswith("text/event-stream")
+        assert feed.response.headers["Cache-Control"] == "no-cache"
+        assert feed.response.headers["X-Accel-Buffering"] == "no"
+        feed.wait_open()
+        assert feed.text.startswith("retry: 2000\n\n")
+        messages = [swarm_message(stream, b, window=b) for b in (1, 2, 3)]
+        produce(producer, topics.swarms, messages)
+        events = feed.read(3)
+    finally:
+        feed.close()
+    assert [e.event for e in events] == ["swarm"] * 3
+    assert [e.id for e in events] == [m["id"] for m in messages]
+    assert [orjson.loads(e.data) for e in events] == messages
+    first = messages[0]
+    assert f"id: {first['id']}\nevent: swarm\ndata: {encode_json(first).decode()}\n\n" in feed.text
+
+
+def test_duplicate_id_is_delivered_once(
+    fanout: str, producer: Producer, topics: Topics, stream: str
+) -> None:
+    """A replayed micro-batch (the same ids written again) reaches a viewer once."""
+    feed = RawFeed(f"{fanout}/v1/streams/{stream}/events")
+    try:
+        feed.wait_open()
+        batch = [swarm_message(stream, 7, window=w) for w in (0, 1)]
+        after = swarm_message(stream, 8, window=1)
+        produce(producer, topics.swarms, [*batch, *batch, after])
+        events = feed.read(3)
+        events += feed.read_for(1.5)
+    finally:
+        feed.close()
+    assert [e.id for e in events] == [m["id"] for m in (*batch, after)]
+
+
+def test_reconnect_with_last_event_id_gets_exactly_the_missed_swarms(
+    fanout: str, producer: Producer, topics: Topics, stream: str
+) -> None:
+    """A viewer that comes back with Last-Event-ID gets what it missed, once, then live ones."""
+    url = f"{fanout}/v1/streams/{stream}/events"
+    first = RawFeed(url)
+    witness = RawFeed(url)  # stays connected, proving the missed swarms reached the server
+    try:
+        first.wait_open()
+        witness.wait_open()
+        produce(producer, topics.swarms, [swarm_message(stream, b) for b in (1, 2)])
+        seen = first.read(2)
+        first.close()
+        missed = [swarm_message(stream, b) for b in (3, 4, 5)]
+        produce(producer, topics.swarms, missed)
+        witness.read(5)
+        back = RawFeed(url, {"Last-Event-ID": str(seen[-1].id)})
+        try:
+            replayed = back.read(3)
+            replayed += back.read_for(1.5)
+            live = swarm_message(stream, 6)
+            produce(producer, topics.swarms, [live])
+            replayed += back.read(1)
+        finally:
+            back.close()
+    finally:
+        witness.close()
+    assert [e.id for e in replayed] == [m["id"] for m in (*missed, live)]
+
+
+def test_sdk_receives_swarms_in_order(
+    fanout: str, producer: Producer, topics: Topics, stream: str
+) -> None:
+    """The SDK's swarms() yields the stream's swarms as dicts, in order, each once."""
+    messages = [swarm_message(stream, b) for b in (1, 2, 3, 4)]
+    received: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def follow() -> None:
+        client = EmostreamClient(fanout_url=fanout)
+        # Any id sorts after "0": the feed starts at the first buffered swarm of the stream.
+        for swarm in client.swarms(stream, last_event_id="0", timeout=10):
+            received.append(swarm)
+            if len(received) == len(messages):
+                done.set()
+                return
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    produce(producer, topics.swarms, messages[:2])
+    produce(producer, topics.swarms, [messages[1], *messages[2:]])
+    assert done.wait(20), f"received only {received}"
+    assert received == messages
+
+
+def test_websocket_carries_the_same_json(
+    fanout: str, producer: Producer, topics: Topics, stream: str
+) -> None:
+    """A WebSocket viewer gets each swarm as the same JSON text the SSE data carries."""
+    ws_url = fanout.replace("http://", "ws://") + f"/v1/streams/{stream}/ws"
+    ws = WebSocketClient.connect(ws_url)
+    try:
+        messages = [swarm_message(stream, b) for b in (1, 2)]
+        produce(producer, topics.swarms, messages)
+        texts = [ws.receive(timeout=15), ws.receive(timeout=15)]
+    finally:
+        ws.close()
+    assert texts == [encode_json(m).decode() for m in messages]
+    resumed = WebSocketClient.connect(f"{ws_url}?last_event_id={messages[0]['id']}")
+    try:
+        assert resumed.receive(timeout=15) == encode_json(messages[1]).decode()
+        assert resumed.receive(timeout=1.5) is None
+    finally:
+        resumed.close()
+
+
+def test_new_viewer_is_greeted_with_the_redis_snapshot(
+    fanout: str, redis_url: str, stream: str
+) -> None:
+    """A stream this pod has no swarm of starts from the latest snapshot stored in Redis."""
+    snapshot = swarm_message(stream, 42)
+    with redis.Redis.from_url(redis_url) as r:
+        r.set(latest_swarm_key(stream), encode_json(snapshot), ex=60)
+    feed = RawFeed(f"{fanout}/v1/streams/{stream}/events")
+    try:
+        (event,) = feed.read(1)
+    finally:
+        feed.close()
+    assert event.id == snapshot["id"]
+    assert orjson.loads(event.data) == snapshot
+
+
+def test_idle_feed_carries_heartbeats(fanout: str, stream: str) -> None:
+    """A feed with nothing to say still sends comment heartbeats."""
+    feed = RawFeed(f"{fanout}/v1/streams/{stream}/events")
+    try:
+        feed.read_for(2.5)
+    finally:
+        feed.close()
+    assert feed.parser.comments >= 2
+    assert ": hb\n\n" in feed.text
+
+
+def test_watch_page_health_and_metrics(fanout: str) -> None:
+    """The viewer page and its script are served; readyz is ready; metrics count the work."""
+    page = requests.get(f"{fanout}/watch/final", timeout=5)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "/static/watch.js" in page.text
+    assert requests.get(f"{fanout}/static/watch.js", timeout=5).status_code == 200
+    assert requests.get(f"{fanout}/readyz", timeout=5).json()["status"] == "ready"
+    metrics = requests.get(f"{fanout}/metrics", timeout=5).text
+    assert "emostream_fanout_upstream_ready 1.0" in metrics
+    assert "emostream_fanout_upstream_messages_consumed_total" in metrics
+    bad = requests.get(f"{fanout}/v1/streams/not%20valid/events", timeout=5)
+    assert bad.status_code == 422
+    assert bad.headers["Content-Type"] == "application/problem+json"
+
+
+def test_sigterm_closes_feeds_at_once(processes: ProcessDir, service_env: dict[str, str]) -> None:
+    """On SIGTERM a worker ends its feeds promptly (viewers move on) instead of hanging."""
+    url = start_fanout(processes, "fanout-it-stop", service_env)
+    feed = RawFeed(f"{url}/v1/streams/leaving/events")
+    feed.wait_open()
+    started = time.monotonic()
+    stopper = threading.Thread(target=processes.stop, args=("fanout-it-stop", 30))
+    stopper.start()
+    try:
+        feed.read_for(8)
+        assert feed.ended
+        ended_after = time.monotonic() - started
+    finally:
+        feed.close()
+        stopper.join()
+    assert ended_after < 5
+    assert time.monotonic() - started < 9

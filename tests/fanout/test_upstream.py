@@ -1,0 +1,130 @@
+"""The worker's swarm consumer, against an in-memory stand-in for confluent-kafka."""
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from confluent_kafka import OFFSET_END, TopicPartition
+
+from emostream.common.events import encode_json
+from emostream.fanout._hub import Hub
+from emostream.fanout._upstream import Upstream
+from emostream.fanout.settings import FanoutSettings
+from tests.fanout.swarms import BASE_MS, swarm_message
+
+NOW = BASE_MS + 100_000
+
+
+@dataclass
+class FakeMessage:
+    """The parts of ``confluent_kafka.Message`` the consumer reads."""
+
+    payload: bytes
+    ts: int = NOW
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return self.payload
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self.ts)
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 0
+
+
+@dataclass
+class FakeConsumer:
+    """Serves ``messages`` once, then nothing; records what it was asked."""
+
+    topic: str
+    messages: list[FakeMessage]
+    partitions: int = 3
+    config: dict[str, Any] = field(default_factory=dict)
+    asked_times: list[TopicPartition] = field(default_factory=list)
+    assigned: list[TopicPartition] = field(default_factory=list)
+    closed: threading.Event = field(default_factory=threading.Event)
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        found = SimpleNamespace(partitions=dict.fromkeys(range(self.partitions)), error=None)
+        return SimpleNamespace(topics={topic: found})
+
+    def offsets_for_times(self, wanted: list[TopicPartition], timeout: float) -> Any:
+        self.asked_times = wanted
+        # Partition 0 has messages inside the window from offset 5; the others have none.
+        return [
+            TopicPartition(tp.topic, tp.partition, 5 if tp.partition == 0 else -1) for tp in wanted
+        ]
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned = partitions
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        batch, self.messages = self.messages[:num_messages], self.messages[num_messages:]
+        if not batch:
+            time.sleep(0.01)
+        return batch
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll until ``check`` holds or fail."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_consumer_assigns_every_partition_from_the_replay_window() -> None:
+    """All partitions are assigned at offsets_for_times(now - window), or at the end if empty."""
+    settings = FanoutSettings(swarms_topic="sw", replay_window_s=60)
+    hub = Hub(replay_window_s=60, replay_max_per_stream=10, queue_size=4, max_subscribers=4)
+    fake = FakeConsumer("sw", [])
+    upstream = Upstream(settings, hub, consumer_factory=lambda cfg: fake, clock=lambda: NOW)
+    upstream.start()
+    try:
+        assert upstream.wait_ready(5)
+        assert [(tp.partition, tp.offset) for tp in fake.asked_times] == [
+            (p, NOW - 60_000) for p in range(3)
+        ]
+        assert [(tp.partition, tp.offset) for tp in fake.assigned] == [
+            (0, 5),
+            (1, OFFSET_END),
+            (2, OFFSET_END),
+        ]
+    finally:
+        upstream.stop()
+    assert fake.closed.is_set()
+    assert not upstream.ready
+
+
+def test_consumer_publishes_valid_swarms_and_skips_invalid_ones() -> None:
+    """Valid messages reach the hub (duplicates once); malformed ones are counted and skipped."""
+    settings = FanoutSettings(swarms_topic="sw")
+    hub = Hub(replay_window_s=60, replay_max_per_stream=10, queue_size=8, max_subscribers=4)
+    sub = hub.subscribe("s", transport="sse")
+    one, two = (encode_json(swarm_message("s", b, emitted_at=NOW)) for b in (1, 2))
+    messages = [FakeMessage(one), FakeMessage(b"{not json"), FakeMessage(one), FakeMessage(two)]
+    fake = FakeConsumer("sw", messages)
+    upstream = Upstream(settings, hub, consumer_factory=lambda cfg: fake, clock=lambda: NOW)
+    upstream.start()
+    try:
+        first, second = sub.next(timeout=5), sub.next(timeout=5)
+        assert first is not None
+        assert second is not None
+        assert [first.id, second.id] == [swarm_message("s", b)["id"] for b in (1, 2)]
+        wait_for(lambda: upstream.stats.consumed == 4)
+        assert upstream.stats.invalid == 1
+        assert hub.stats.duplicates == 1
+    finally:
+        upstream.stop()
