@@ -9,35 +9,23 @@ appear in Locust's statistics beside the senders.
 
 import random
 import time
-from typing import Any
 
 from locust import FastHttpUser, User, between, constant_pacing, task
 
 from emostream.client import EmostreamClient
 from emostream.common.errors import EmostreamError
 from emostream.common.events import now_ms
-from emostream.loadgen.generator import BASE_WEIGHTS
 from emostream.loadgen.settings import LoadSettings
+from emostream.loadgen.traffic import reaction, zipf_weights
 
 SETTINGS = LoadSettings()
 STREAMS = [f"stream-{k}" for k in range(SETTINGS.load_streams)]
-STREAM_WEIGHTS = [1 / (k + 1) ** SETTINGS.load_zipf_s for k in range(SETTINGS.load_streams)]
-EMOJIS = list(BASE_WEIGHTS)
-EMOJI_WEIGHTS = list(BASE_WEIGHTS.values())
+STREAM_WEIGHTS = zipf_weights(SETTINGS.load_streams, SETTINGS.load_zipf_s)
 
 
 def pick_stream() -> str:
     """A stream id, popular ones more often."""
     return random.choices(STREAMS, STREAM_WEIGHTS)[0]  # noqa: S311 - load, not security
-
-
-def reaction() -> dict[str, Any]:
-    """One tap by a random viewer (random ids keep per-user rate limits out of the way)."""
-    return {
-        "user_id": f"load-{random.randrange(10_000_000)}",  # noqa: S311
-        "emoji": random.choices(EMOJIS, EMOJI_WEIGHTS)[0],  # noqa: S311
-        "ts": now_ms(),
-    }
 
 
 class BatchSender(FastHttpUser):
