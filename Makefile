@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 APT_PACKAGES := openjdk-17-jre-headless maven redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps venv up down status logs demo listen test test-unit lint typecheck clean
+.PHONY: help system-deps venv up down status logs demo listen test test-unit lint typecheck images clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,10 @@ test-unit: venv ## the pure unit tests only (no services)
 
 test: system-deps venv lint typecheck ## lint, type-check, then every test against real Kafka, Redis, Spark
 	$(BIN)/pytest -m "not cluster"
+
+ROLES ?=
+images: ## build the container images offline (all roles, or ROLES="ingest fanout")
+	images/build.sh $(ROLES)
 
 clean: down ## stop the stack and delete its data (.emostream/) and the virtualenv
 	rm -rf .emostream $(VENV)
