@@ -5,19 +5,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := openjdk-17-jre-headless maven redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps venv up down status logs demo listen test test-unit lint typecheck images clean
+.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart lint typecheck images bench-ingest clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-system-deps: ## install Java 17, Maven and Redis from Debian packages if missing
+system-deps: ## install Java 17, Maven, Redis and wrk from Debian packages if missing
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing (run: sudo apt-get install -y$$missing)"; exit 1; fi; \
 	  echo "installing$$missing"; \
@@ -57,9 +57,12 @@ demo: up ## start the stack and the emoji generator; open the viewer URL
 listen: venv ## print the swarms of STREAM (default: default)
 	$(BIN)/emostream listen $(or $(STREAM),default)
 
+tools: ## build helm, kubeconform and promqlcheck at pinned versions into .emostream/bin/
+	tools/install-tools.sh
+
 lint: venv ## ruff lint and format check
-	$(BIN)/ruff check src tests spark-jobs
-	$(BIN)/ruff format --check src tests spark-jobs
+	$(BIN)/ruff check src tests spark-jobs bench k8s-tests tools
+	$(BIN)/ruff format --check src tests spark-jobs bench k8s-tests tools
 
 typecheck: venv ## mypy --strict on src/
 	$(BIN)/mypy
@@ -67,8 +70,15 @@ typecheck: venv ## mypy --strict on src/
 test-unit: venv ## the pure unit tests only (no services)
 	$(BIN)/pytest -m "not integration and not cluster"
 
-test: system-deps venv lint typecheck ## lint, type-check, then every test against real Kafka, Redis, Spark
+test-chart: venv tools ## static Helm chart tests (no cluster, no network)
+	$(BIN)/pytest -m chart k8s-tests/static
+
+test: system-deps venv tools lint typecheck ## lint, type-check, then every test: real Kafka, Redis, Spark; chart
 	$(BIN)/pytest -m "not cluster"
+
+BENCH_ARGS ?=
+bench-ingest: system-deps venv ## ingest throughput vs. a bare Flask ceiling, against a local Kafka
+	$(BIN)/python -m bench.ingest $(BENCH_ARGS)
 
 ROLES ?=
 images: ## build the container images offline (all roles, or ROLES="ingest fanout")

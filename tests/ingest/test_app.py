@@ -12,7 +12,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from emostream.common.events import Reaction
-from emostream.ingest._producer import QueueFullError, Readiness
+from emostream.ingest._producer import EnqueueError, QueueFullError, Readiness
+from emostream.ingest._ratelimit import ALLOWED, Verdict
+from emostream.ingest._validation import KafkaMessage
 from emostream.ingest.app import create_app
 from emostream.ingest.settings import IngestSettings
 
@@ -21,18 +23,20 @@ V1 = "/v1/streams/final/reactions"
 
 
 class MemorySink:
-    """Keeps what it is sent; can be told to be full or unready."""
+    """Keeps what it is sent (decoded); can be told to be full or unready."""
 
     def __init__(self) -> None:
         self.sent: list[Reaction] = []
+        self.keys: list[bytes] = []
         self.full = False
         self.state = Readiness(True, "memory sink")
 
-    def send(self, reactions: Sequence[Reaction]) -> None:
-        """Keep the reactions, or refuse them all when full."""
+    def send(self, messages: list[KafkaMessage]) -> None:
+        """Keep the messages, or refuse them all when full."""
         if self.full:
-            raise QueueFullError(0, len(reactions))
-        self.sent.extend(reactions)
+            raise QueueFullError(list(range(len(messages))), len(messages))
+        self.sent.extend(Reaction.decode(m["value"]) for m in messages)
+        self.keys.extend(m["key"] for m in messages)
 
     def readiness(self) -> Readiness:
         """The configured state."""
@@ -47,6 +51,25 @@ class MemorySink:
         return 0
 
 
+class FakeLimiter:
+    """Records what it is charged; refuses while ``over`` names a user."""
+
+    def __init__(self) -> None:
+        self.charged: list[dict[str, int]] = []
+        self.over: str | None = None
+
+    def acquire(self, users: dict[str, int]) -> Verdict:
+        """Allow, unless ``over`` is one of the users."""
+        self.charged.append(dict(users))
+        if self.over in users:
+            return Verdict(False, retry_after_s=2.2, user_id=self.over)
+        return ALLOWED
+
+    def retry_after_header(self, verdict: Verdict) -> str:
+        """Whole seconds, rounded up."""
+        return str(int(verdict.retry_after_s) + 1)
+
+
 @pytest.fixture
 def sink() -> MemorySink:
     """A fresh in-memory sink."""
@@ -54,9 +77,16 @@ def sink() -> MemorySink:
 
 
 @pytest.fixture
-def app(sink: MemorySink) -> Flask:
+def limiter() -> FakeLimiter:
+    """A fresh stand-in for the Redis rate limit."""
+    return FakeLimiter()
+
+
+@pytest.fixture
+def app(sink: MemorySink, limiter: FakeLimiter) -> Flask:
     """A fresh app on default settings, writing to the memory sink."""
-    return create_app(IngestSettings(max_batch=5, max_body_bytes=2048), sink=sink)
+    settings = IngestSettings(max_batch=5, max_body_bytes=2048, rate_limit_burst=5)
+    return create_app(settings, sink=sink, limiter=limiter)
 
 
 @pytest.fixture
@@ -244,7 +274,7 @@ def test_wrong_shapes_are_422(
 def test_unexpected_failure_is_a_500_problem(client: FlaskClient, sink: MemorySink) -> None:
     """A bug (not bad input) still answers with a problem document, and no 2xx."""
 
-    def broken(reactions: Sequence[Reaction]) -> None:
+    def broken(messages: Sequence[KafkaMessage]) -> None:
         raise RuntimeError("boom")
 
     sink.send = broken  # type: ignore[method-assign]
@@ -276,6 +306,68 @@ def test_full_queue_is_503_with_retry_after(client: FlaskClient, sink: MemorySin
     assert problem["accepted"] == 0
     assert _metric(client, 'emostream_ingest_events_accepted_total{api="v1"}') == 0
     assert _metric(client, 'emostream_ingest_events_rejected_total{reason="backpressure"}') == 3
+
+
+def test_partly_enqueued_batch_is_503_naming_what_is_missing(
+    client: FlaskClient, sink: MemorySink
+) -> None:
+    """If Kafka took part of a batch, the 503 says how many and which items to send again."""
+
+    def partly(messages: list[KafkaMessage]) -> None:
+        raise QueueFullError([1, 2], len(messages))
+
+    sink.send = partly  # type: ignore[method-assign]
+    problem = _problem(client.post(V1, json=[{"user_id": "a", "emoji": "👏"}] * 3), 503)
+    assert (problem["accepted"], problem["not_enqueued"]) == (1, [1, 2])
+    assert _metric(client, 'emostream_ingest_events_accepted_total{api="v1"}') == 1
+    assert _metric(client, 'emostream_ingest_events_rejected_total{reason="backpressure"}') == 2
+
+
+def test_kafka_refusal_is_503_kafka_unavailable(client: FlaskClient, sink: MemorySink) -> None:
+    """An error other than a full queue is a 503 of type kafka-unavailable, with Retry-After."""
+
+    def refused(messages: list[KafkaMessage]) -> None:
+        raise EnqueueError("Kafka refused the reactions (boom)", [0], 1)
+
+    sink.send = refused  # type: ignore[method-assign]
+    resp = client.post(V1, json={"user_id": "a", "emoji": "👏"})
+    assert _problem(resp, 503)["type"] == "urn:emostream:problem:kafka-unavailable"
+    assert resp.headers["Retry-After"] == "1"
+
+
+# Rate limit.
+
+
+def test_each_request_is_charged_per_user(client: FlaskClient, limiter: FakeLimiter) -> None:
+    """The limiter is asked once per request, with each user's number of reactions."""
+    batch = [{"user_id": "a", "emoji": "👏"}] * 2 + [{"user_id": 7, "emoji": "👏"}]
+    assert client.post(V1, json=batch).status_code == 202
+    body = {"user_id": "a", "emoji_type": "👏", "timestamp": _now_s()}
+    assert client.post("/send_emoji", json=body).status_code == 200
+    assert limiter.charged == [{"a": 2, "7": 1}, {"a": 1}]
+
+
+def test_invalid_requests_are_not_charged(client: FlaskClient, limiter: FakeLimiter) -> None:
+    """Validation comes first: a 4xx for bad input costs the user nothing."""
+    client.post(V1, json=[{"user_id": "a", "emoji": "🦄"}])
+    assert limiter.charged == []
+
+
+def test_over_the_rate_is_429_with_retry_after(
+    client: FlaskClient, sink: MemorySink, limiter: FakeLimiter
+) -> None:
+    """A user over its rate gets a 429 problem with Retry-After; nothing of the batch is sent."""
+    limiter.over = "b"
+    batch = [{"user_id": "a", "emoji": "👏"}, {"user_id": "b", "emoji": "👏"}]
+    resp = client.post(V1, json=batch)
+    problem = _problem(resp, 429)
+    assert resp.headers["Retry-After"] == "3"
+    assert problem["type"] == "urn:emostream:problem:rate-limited"
+    assert (problem["user_id"], problem["retry_after_s"]) == ("b", 2.2)
+    assert sink.sent == []
+    assert _metric(client, 'emostream_ingest_events_rejected_total{reason="rate_limited"}') == 2
+    body = {"user_id": "b", "emoji_type": "👏", "timestamp": _now_s()}
+    assert _problem(client.post("/send_emoji", json=body), 429)["status"] == 429
 
 
 def test_readyz_follows_the_sink(client: FlaskClient, sink: MemorySink) -> None:

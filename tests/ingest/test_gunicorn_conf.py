@@ -1,31 +1,93 @@
-"""The gunicorn configuration module: worker model, timeouts and shutdown hooks."""
+"""The gunicorn configuration module: worker model, metrics directory and shutdown hooks.
 
+The module sets ``PROMETHEUS_MULTIPROC_DIR`` when imported, so each test imports a fresh copy
+with that variable under ``monkeypatch``, and the test process's environment is restored after.
+"""
+
+import importlib
 import inspect
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
-from emostream.ingest import gunicorn_conf
+import pytest
+
 from emostream.ingest.settings import IngestSettings
+from tests.conftest import ROOT
+
+MODULE = "emostream.ingest.gunicorn_conf"
 
 
-def test_threads_workers_sized_from_settings() -> None:
+@pytest.fixture
+def conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ModuleType]:
+    """A fresh import of the configuration, with its metrics directory under tmp_path."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    sys.modules.pop(MODULE, None)
+    yield importlib.import_module(MODULE)
+    sys.modules.pop(MODULE, None)
+
+
+def test_threads_workers_sized_from_settings(conf: ModuleType) -> None:
     """gthread workers, sized by the settings, with no bind of their own."""
     s = IngestSettings()
-    assert gunicorn_conf.worker_class == "gthread"
-    assert (gunicorn_conf.workers, gunicorn_conf.threads) == (s.workers, s.threads)
-    assert not hasattr(gunicorn_conf, "bind")
+    assert conf.worker_class == "gthread"
+    assert (conf.workers, conf.threads) == (s.workers, s.threads)
+    assert not hasattr(conf, "bind")
 
 
-def test_grace_period_outlasts_the_producer_flush() -> None:
+def test_grace_period_outlasts_the_producer_flush(conf: ModuleType) -> None:
     """gunicorn waits longer for a stopping worker than the worker spends flushing."""
-    assert gunicorn_conf.graceful_timeout > IngestSettings().shutdown_flush_timeout_s
+    assert conf.graceful_timeout > IngestSettings().shutdown_flush_timeout_s
 
 
-def test_shutdown_hooks_have_gunicorns_signatures() -> None:
-    """worker_int/worker_abort take the worker, worker_exit the arbiter and the worker."""
-    assert len(inspect.signature(gunicorn_conf.worker_int).parameters) == 1
-    assert len(inspect.signature(gunicorn_conf.worker_abort).parameters) == 1
-    assert len(inspect.signature(gunicorn_conf.worker_exit).parameters) == 2
+def test_shutdown_and_metrics_hooks_have_gunicorns_signatures(conf: ModuleType) -> None:
+    """Each hook takes the arguments gunicorn passes it."""
+    arity = {
+        "worker_int": 1,
+        "worker_abort": 1,
+        "worker_exit": 2,
+        "on_starting": 1,
+        "child_exit": 2,
+        "on_exit": 1,
+    }
+    for name, n in arity.items():
+        assert len(inspect.signature(getattr(conf, name)).parameters) == n, name
 
 
-def test_hooks_flush_nothing_in_a_process_without_a_producer() -> None:
+def test_hooks_flush_nothing_in_a_process_without_a_producer(conf: ModuleType) -> None:
     """In a process that never produced (the master) the hooks return at once."""
-    gunicorn_conf.worker_exit(None, None)
+    conf.worker_exit(None, None)
+
+
+def test_a_given_metrics_directory_is_used_and_cleared_at_start(
+    conf: ModuleType, tmp_path: Path
+) -> None:
+    """The given directory is the metrics directory; stale files go at start, the dir stays."""
+    assert conf.metrics_dir == str(tmp_path)
+    stale = tmp_path / "counter_12345.db"
+    stale.write_bytes(b"old")
+    conf.on_starting(None)
+    assert not stale.exists()
+    conf.on_exit(None)
+    assert tmp_path.is_dir()
+
+
+def test_without_a_directory_a_fresh_one_is_made_before_prometheus_is_imported() -> None:
+    """Importing the configuration alone sets the variable and imports no prometheus_client."""
+    code = (
+        "import os, sys\n"
+        f"import {MODULE} as c\n"
+        "assert os.environ['PROMETHEUS_MULTIPROC_DIR'] == c.metrics_dir\n"
+        "assert os.path.isdir(c.metrics_dir)\n"
+        "assert 'prometheus_client' not in sys.modules\n"
+        "assert 'confluent_kafka' not in sys.modules\n"
+        "c.on_exit(None)\n"
+        "assert not os.path.exists(c.metrics_dir)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr

@@ -53,15 +53,18 @@ def test_every_reference_resolves() -> None:
 
 
 def test_post_routes_document_every_error_status() -> None:
-    """Both POST routes document 400, 413, 415, 422 and 503 as problem documents."""
+    """Both POST routes document 400, 413, 415, 422, 429 and 503 as problem documents."""
     doc = openapi_document(IngestSettings())
+    errors = ("400", "413", "415", "422", "429", "503")
     for path in ("/send_emoji", "/v1/streams/{stream_id}/reactions"):
         responses = doc["paths"][path]["post"]["responses"]
-        assert {"400", "413", "415", "422", "503"} <= responses.keys()
-        for status in ("400", "413", "415", "422", "503"):
+        assert set(errors) <= responses.keys()
+        for status in errors:
             response = _resolve(doc, responses[status]["$ref"])
             assert isinstance(response, dict)
             assert "application/problem+json" in response["content"]
+            if status in ("429", "503"):
+                assert "Retry-After" in response["headers"]
 
 
 def test_document_reflects_the_deployments_settings() -> None:

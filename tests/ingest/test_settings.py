@@ -54,3 +54,18 @@ def test_unknown_compression_is_refused() -> None:
     """Only librdkafka's codecs are accepted."""
     with pytest.raises(ValidationError):
         IngestSettings(producer_compression="brotli")
+
+
+def test_burst_must_cover_a_whole_batch() -> None:
+    """A burst smaller than the largest batch is refused while the limit is on."""
+    with pytest.raises(ValidationError, match="rate_limit_burst"):
+        IngestSettings(max_batch=100, rate_limit_burst=50)
+    assert IngestSettings(max_batch=100, rate_limit_burst=50, rate_limit_per_s=0)
+
+
+def test_metrics_dir_is_prometheus_clients_own_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The metrics directory is read from PROMETHEUS_MULTIPROC_DIR, or given by name."""
+    assert IngestSettings().metrics_dir is None
+    assert IngestSettings(metrics_dir="/m").metrics_dir == "/m"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/p")
+    assert IngestSettings().metrics_dir == "/p"

@@ -4,9 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from emostream.common.emoji import DEFAULT_VALENCE
+from emostream.common.emoji import DEFAULT_VALENCE, normalise_emoji
 from emostream.common.errors import InvalidEventError
 from emostream.ingest._validation import (
+    EVENT_IDS,
     EventRules,
     InvalidReactionsError,
     clamp_event_time,
@@ -264,3 +265,74 @@ def test_errors_listed_are_capped_but_counted() -> None:
         parse_stream_reactions("s", [{}] * 50, rules, NOW_MS)
     assert exc.value.total_errors == 100
     assert len(exc.value.errors) == 20
+
+
+# The hot path's shortcuts agree with the precise rules.
+
+
+def test_every_spelling_maps_like_normalise_emoji() -> None:
+    """The emoji lookup table covers each emoji and its bare form, and agrees where it answers.
+
+    A spelling it misses (a doubled U+FE0F, say) goes to normalise_emoji itself.
+    """
+    valence = {**DEFAULT_VALENCE, "\u2b50": 0.5, "\u263a\ufe0f": 0.5}
+    rules = EventRules(valence, 3, 5_000, 60_000)
+    for emoji in valence:
+        assert emoji in rules.spellings
+        assert emoji.removesuffix("\ufe0f") in rules.spellings
+    candidates = {s for e in valence for s in (e, e.removesuffix("\ufe0f"), e + "\ufe0f")}
+    for spelling in candidates | {"\u2b50\ufe0f", "x", "\ufe0f"}:
+        if spelling in rules.spellings:
+            assert rules.spellings[spelling] == normalise_emoji(spelling, valence), spelling
+        else:
+            assert normalise_emoji(spelling, valence) in {None, *valence}
+    body = {"user_id": "a", "emoji": "\u263a\ufe0f\ufe0f"}
+    (r,) = parse_stream_reactions("s", body, rules, NOW_MS).reactions
+    assert r.emoji == "\u263a\ufe0f"
+
+
+def test_messages_are_byte_for_byte_the_shared_wire_format() -> None:
+    """Each value is what Reaction.encode writes for the same event; the key is the user id."""
+    body = [
+        {"user_id": "a", "emoji": BARE_HEART, "ts": NOW_MS - 5},
+        {"user_id": 12, "emoji": "👏", "ts": "2025-06-15T15:06:40Z"},
+        {"user_id": '\u00e9"\\', "emoji": "😂", "ts": 1_750_000_000.5},
+    ]
+    parsed = parse_stream_reactions("s", body, RULES, NOW_MS)
+    for message, reaction in zip(parsed.messages, parsed.reactions, strict=True):
+        assert message["value"] == reaction.encode()
+        assert message["key"] == reaction.user_id.encode()
+    assert [r.event_time_ms for r in parsed.reactions] == [NOW_MS - 5, NOW_MS, NOW_MS + 500]
+    assert parsed.users == {"a": 1, "12": 1, '\u00e9"\\': 1}
+
+
+def test_users_count_each_users_reactions() -> None:
+    """A batch's reactions are counted per user id, an integer id as its string."""
+    body = [{"user_id": u, "emoji": "👏"} for u in ("a", 1, "a")]
+    assert parse_stream_reactions("s", body, RULES, NOW_MS).users == {"a": 2, "1": 1}
+
+
+@pytest.mark.parametrize("ts", [True, -1, float("nan"), float("inf"), 1e30, "1.5e3", [1], {"t": 1}])
+def test_odd_times_take_the_precise_path(ts: object) -> None:
+    """Values the fast path does not handle get the precise parser's verdict."""
+    body = {"user_id": "a", "emoji": "👏", "ts": ts}
+    try:
+        expected: object = parse_event_time(ts)
+    except InvalidEventError as e:
+        expected = e.reason
+    try:
+        (r,) = parse_stream_reactions("s", body, RULES, NOW_MS).reactions
+        got: object = r.event_time_ms if r.event_time_ms != NOW_MS else expected
+    except InvalidReactionsError as e:
+        got = e.errors[0].reason
+    assert got == expected
+
+
+def test_event_ids_are_unique_hex_and_new_after_a_reset() -> None:
+    """Ids are 32 hex digits, never repeated; a forked child draws a new prefix."""
+    ids = [EVENT_IDS.next() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    prefix = EVENT_IDS.prefix
+    EVENT_IDS.reset()
+    assert EVENT_IDS.prefix != prefix

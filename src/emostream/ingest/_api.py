@@ -1,13 +1,15 @@
 """The routes of ingest and the translation of every failure into a problem document.
 
-A request's events are validated in full before any is enqueued, so a 4xx never leaves part of a
-request in Kafka, and a 2xx is sent only after the producer took every event.
+A POST goes through three steps, cheapest first: validation (in process), the per-user rate
+limit (one Redis round trip), then the Kafka producer's queue. A request's events are validated
+and charged in full before any is enqueued, so a 4xx never leaves part of a request in Kafka,
+and a 2xx is sent only after the producer took every event.
 """
 
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from flask import Flask, Response, g, request
@@ -19,10 +21,12 @@ from emostream.ingest._problems import (
     INVALID_REACTIONS,
     KAFKA_BACKPRESSURE,
     KAFKA_UNAVAILABLE,
+    RATE_LIMITED,
     HttpProblemError,
     from_http_exception,
 )
 from emostream.ingest._producer import EnqueueError, QueueFullError, ReactionSink
+from emostream.ingest._ratelimit import Verdict
 from emostream.ingest._validation import (
     EventRules,
     InvalidReactionsError,
@@ -42,13 +46,20 @@ class IngestApi:
     """Route handlers bound to one app's settings, metrics and sink."""
 
     def __init__(
-        self, settings: IngestSettings, metrics: IngestMetrics, sink: ReactionSink
+        self,
+        settings: IngestSettings,
+        metrics: IngestMetrics,
+        sink: ReactionSink,
+        limiter: "RateLimit",
     ) -> None:
         self._settings = settings
         self._rules = EventRules.from_settings(settings)
         self._metrics = metrics
         self._sink = sink
+        self._limiter = limiter
         self._openapi = encode_json(openapi_document(settings))
+        # Label lookups cost more than the increments; each (route, method, status) is few.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def register(self, app: Flask) -> None:
         """Add the routes, error handlers and request metrics to ``app``."""
@@ -73,6 +84,7 @@ class IngestApi:
         body = self._json_body()
         received = now_ms()
         parsed = self._validated(lambda: parse_send_emoji(body, self._rules, received), body)
+        self._rate_limit(parsed)
         self._enqueue(parsed, "send_emoji")
         return Response(SEND_EMOJI_REPLY, status=200, mimetype="application/json")
 
@@ -83,8 +95,9 @@ class IngestApi:
         parsed = self._validated(
             lambda: parse_stream_reactions(stream_id, body, self._rules, received), body
         )
+        self._rate_limit(parsed)
         self._enqueue(parsed, "v1")
-        return _json({"accepted": len(parsed.reactions)}, 202)
+        return _json({"accepted": len(parsed.messages)}, 202)
 
     def healthz(self) -> Response:
         """``GET /healthz``: the process is alive and answering."""
@@ -104,7 +117,8 @@ class IngestApi:
         ).to_response()
 
     def metrics(self) -> Response:
-        """``GET /metrics``: this worker's metrics in the Prometheus text format."""
+        """``GET /metrics``: the metrics of every worker in the Prometheus text format."""
+        self._metrics.queue_depth.set(self._sink.queue_depth())
         body, content_type = self._metrics.exposition()
         return Response(body, status=200, content_type=content_type)
 
@@ -158,24 +172,47 @@ class IngestApi:
                 self._metrics.clamped.labels(direction).inc(n)
         return parsed
 
+    def _rate_limit(self, parsed: Parsed) -> None:
+        """Charge the request's reactions to their users; over the rate becomes 429."""
+        verdict = self._limiter.acquire(parsed.users)
+        if verdict.allowed:
+            return
+        retry_after = self._limiter.retry_after_header(verdict)
+        s = self._settings
+        raise HttpProblemError(
+            429,
+            f"user {verdict.user_id!r} is over its rate of {s.rate_limit_per_s:g} reactions/s "
+            f"(bursts up to {s.rate_limit_burst}); nothing of this request was taken, send it "
+            f"again after {retry_after} s",
+            type_=RATE_LIMITED,
+            title="Too many reactions from one user",
+            extensions={"user_id": verdict.user_id, "retry_after_s": verdict.retry_after_s},
+            headers={"Retry-After": retry_after},
+            reason="rate_limited",
+            events=len(parsed.messages),
+        )
+
     def _enqueue(self, parsed: Parsed, api: str) -> None:
         """Hand the reactions to the sink; a full Kafka queue becomes 503 + Retry-After."""
         try:
-            self._sink.send(parsed.reactions)
+            self._sink.send(parsed.messages)
         except EnqueueError as e:
             self._metrics.accepted.labels(api).inc(e.enqueued)
             full = isinstance(e, QueueFullError)
+            extensions: dict[str, Any] = {"accepted": e.enqueued}
+            if e.enqueued:
+                extensions["not_enqueued"] = e.missing
             raise HttpProblemError(
                 503,
                 str(e),
                 type_=KAFKA_BACKPRESSURE if full else KAFKA_UNAVAILABLE,
                 title="Kafka cannot take more right now" if full else "Kafka refused the events",
-                extensions={"accepted": e.enqueued},
+                extensions=extensions,
                 headers={"Retry-After": str(self._settings.retry_after_s)},
                 reason="backpressure",
-                events=e.total - e.enqueued,
+                events=len(e.missing),
             ) from e
-        self._metrics.accepted.labels(api).inc(len(parsed.reactions))
+        self._metrics.accepted.labels(api).inc(len(parsed.messages))
 
     # Error handlers and request metrics.
 
@@ -198,11 +235,30 @@ class IngestApi:
 
     def _count_request(self, response: Response) -> Response:
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        self._metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+        key = (route, request.method, response.status_code)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self._metrics.requests.labels(route, request.method, str(response.status_code)),
+                self._metrics.request_seconds.labels(route),
+            )
+            if len(self._request_children) < 1000:
+                self._request_children[key] = children
+        children[0].inc()
         started = g.get("emostream_started")
         if started is not None:
-            self._metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+            children[1].observe(time.perf_counter() - started)
         return response
+
+
+class RateLimit(Protocol):
+    """What the routes need of the rate limiter (:class:`RateLimiter`, or a stand-in in tests)."""
+
+    def acquire(self, users: dict[str, int]) -> Verdict:
+        """Charge the reactions of each user; the verdict says whether all fit."""
+
+    def retry_after_header(self, verdict: Verdict) -> str:
+        """The Retry-After value of a refused request."""
 
 
 def _invalid(error: InvalidReactionsError, events: int) -> HttpProblemError:

@@ -1,11 +1,15 @@
-"""Prometheus metrics of ingest, in a registry per app so each test sees only its own counts.
+"""Prometheus metrics of ingest, correct with any number of gunicorn workers.
 
 Ingest scales on its own load signal, so the request and event counters here are what an
-autoscaler and the Grafana dashboard read. With several gunicorn workers each process keeps its
-own registry; a scrape sees the worker that answered it.
-"""
+autoscaler and the Grafana dashboard read, and they must cover every worker process, not just
+the one that happens to answer a scrape. Under gunicorn they do: ``gunicorn_conf`` points
+prometheus_client at a directory (its multiprocess mode) before anything imports it, each worker
+writes its values to its own memory-mapped files there, and ``/metrics`` adds up the files of
+every worker (gauges of live workers only: the master marks a dead worker's files).
 
-from collections.abc import Callable
+Without that directory (an app made in a test), the metrics live in a registry per app, so each
+test sees only its own counts.
+"""
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -14,7 +18,11 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    values,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from emostream.common.errors import ConfigurationError
 
 #: Values of the ``reason`` label of rejected events, declared up front so rates start at zero.
 REJECT_REASONS = (
@@ -27,19 +35,34 @@ REJECT_REASONS = (
     "emoji",
     "timestamp",
     "stream_id",
+    "rate_limited",
     "backpressure",
 )
 APIS = ("send_emoji", "v1")
 CLAMP_DIRECTIONS = ("future", "past")
+#: Why a request went through without a rate-limit check.
+UNCHECKED_REASONS = ("redis_error", "redis_backoff")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class IngestMetrics:
-    """The ``emostream_ingest_*`` metrics and the registry that holds them."""
+    """The ``emostream_ingest_*`` metrics and how to expose them.
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    ``multiprocess_dir`` is the directory prometheus_client's multiprocess mode uses (it must be
+    set in the environment before prometheus_client is imported; gunicorn_conf does that).
+    """
+
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        if multiprocess_dir is not None and values.ValueClass is values.MutexValue:
+            raise ConfigurationError(
+                "a metrics directory is set but prometheus_client was imported without "
+                "PROMETHEUS_MULTIPROC_DIR, so workers would keep their metrics to themselves; "
+                "serve with -c python:emostream.ingest.gunicorn_conf"
+            )
+        self._multiprocess_dir = multiprocess_dir
+        # In multiprocess mode values go to files whatever the registry; none is needed.
+        self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
             "emostream_ingest_requests",
@@ -62,7 +85,7 @@ class IngestMetrics:
         )
         self.rejected = Counter(
             "emostream_ingest_events_rejected",
-            "Reactions refused, by reason (bad field, body, or backpressure).",
+            "Reactions refused, by reason (bad field, body, rate limit, or backpressure).",
             ["reason"],
             registry=r,
         )
@@ -73,16 +96,28 @@ class IngestMetrics:
             ["direction"],
             registry=r,
         )
-        self.queue_depth = Gauge(
-            "emostream_ingest_producer_queue_depth",
-            "Messages in the Kafka producer's local queue (not yet acknowledged).",
+        self.unchecked = Counter(
+            "emostream_ingest_rate_limit_unchecked_requests",
+            "Requests let through without a rate-limit check because Redis failed "
+            "(redis_error) or had failed moments before (redis_backoff).",
+            ["reason"],
             registry=r,
         )
-        self.delivery_seconds = Histogram(
-            "emostream_ingest_delivery_latency_seconds",
-            "Time from produce() to the broker's acknowledgement.",
-            buckets=_LATENCY_BUCKETS,
+        self.queue_depth = Gauge(
+            "emostream_ingest_producer_queue_depth",
+            "Messages in the Kafka producers' local queues, not yet acknowledged (sum over the "
+            "workers).",
             registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.delivery_latency = Gauge(
+            "emostream_ingest_delivery_latency_seconds",
+            "Time from produce to the broker's acknowledgement, by stage (queue: waiting in the "
+            "producer for a batch; outbuf: a request waiting to be sent; rtt: the broker's "
+            "answer) and quantile over librdkafka's last statistics window; the worst worker.",
+            ["stage", "quantile"],
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.delivery_errors = Counter(
             "emostream_ingest_delivery_errors",
@@ -96,11 +131,15 @@ class IngestMetrics:
             self.accepted.labels(api)
         for direction in CLAMP_DIRECTIONS:
             self.clamped.labels(direction)
-
-    def track_queue_depth(self, depth: Callable[[], int]) -> None:
-        """Read the queue depth gauge from ``depth`` at each scrape."""
-        self.queue_depth.set_function(lambda: float(depth()))
+        for reason in UNCHECKED_REASONS:
+            self.unchecked.labels(reason)
+        # The usual way an accepted event is lost (Kafka away longer than the delivery timeout).
+        self.delivery_errors.labels("_MSG_TIMED_OUT")
 
     def exposition(self) -> tuple[bytes, str]:
-        """The metrics in the Prometheus text format, and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The metrics (of every worker, in multiprocess mode) in the Prometheus text format."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST

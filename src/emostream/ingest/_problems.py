@@ -21,6 +21,7 @@ BLANK = "about:blank"
 INVALID_REACTIONS = "urn:emostream:problem:invalid-reactions"
 KAFKA_BACKPRESSURE = "urn:emostream:problem:kafka-backpressure"
 KAFKA_UNAVAILABLE = "urn:emostream:problem:kafka-unavailable"
+RATE_LIMITED = "urn:emostream:problem:rate-limited"
 
 
 class HttpProblemError(EmostreamError):

@@ -6,7 +6,8 @@ Routes (see :mod:`emostream.ingest.openapi` for the full contract):
 - ``POST /v1/streams/<stream_id>/reactions``: one reaction or a batch, 202.
 - ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``GET /openapi.json``.
 
-Creating the app makes no Kafka client (gunicorn may fork after it); the first request does.
+Creating the app makes no Kafka or Redis client (gunicorn may fork after it); the first request
+that needs one does.
 """
 
 import logging
@@ -14,18 +15,23 @@ import logging
 from flask import Flask
 
 from emostream.common.logging import configure_logging
-from emostream.ingest._api import IngestApi
+from emostream.ingest._api import IngestApi, RateLimit
 from emostream.ingest._metrics import IngestMetrics
 from emostream.ingest._producer import ReactionProducer, ReactionSink
+from emostream.ingest._ratelimit import RateLimiter
 from emostream.ingest.settings import IngestSettings
 
 
 def create_app(
-    settings: IngestSettings | None = None, *, sink: ReactionSink | None = None
+    settings: IngestSettings | None = None,
+    *,
+    sink: ReactionSink | None = None,
+    limiter: RateLimit | None = None,
 ) -> Flask:
     """A new ingest app; settings default to the ``EMOSTREAM_*`` environment.
 
-    ``sink`` replaces the Kafka producer, for tests of the HTTP layer alone.
+    ``sink`` replaces the Kafka producer and ``limiter`` the Redis rate limit, for tests of the
+    HTTP layer alone.
     """
     settings = settings or IngestSettings()
     # Whoever owns the process (gunicorn_conf's logconfig_dict, a test runner) may already have
@@ -36,10 +42,16 @@ def create_app(
     # Werkzeug stops reading a body sent without Content-Length (chunked) at this size, silently;
     # one byte over the limit lets the route tell "exactly at the limit" from "too large".
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    metrics = IngestMetrics()
+    metrics = IngestMetrics(settings.metrics_dir)
     if sink is None:
         sink = ReactionProducer(settings, metrics)
-    metrics.track_queue_depth(sink.queue_depth)
-    IngestApi(settings, metrics, sink).register(app)
-    app.extensions["emostream.ingest"] = {"settings": settings, "metrics": metrics, "sink": sink}
+    if limiter is None:
+        limiter = RateLimiter(settings, metrics)
+    IngestApi(settings, metrics, sink, limiter).register(app)
+    app.extensions["emostream.ingest"] = {
+        "settings": settings,
+        "metrics": metrics,
+        "sink": sink,
+        "limiter": limiter,
+    }
     return app

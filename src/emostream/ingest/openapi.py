@@ -15,6 +15,7 @@ from emostream.ingest._problems import (
     KAFKA_BACKPRESSURE,
     KAFKA_UNAVAILABLE,
     PROBLEM_JSON,
+    RATE_LIMITED,
 )
 from emostream.ingest._validation import EPOCH_SECONDS_BELOW, MAX_USER_ID_CHARS
 from emostream.ingest.settings import IngestSettings
@@ -24,6 +25,7 @@ _BODY_ERRORS = {
     "413": {"$ref": "#/components/responses/ContentTooLarge"},
     "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
     "422": {"$ref": "#/components/responses/InvalidReactions"},
+    "429": {"$ref": "#/components/responses/RateLimited"},
     "503": {"$ref": "#/components/responses/KafkaBackpressure"},
 }
 
@@ -284,9 +286,37 @@ def _schemas(emojis: list[str], aliases: list[str]) -> dict[str, Any]:
                         "accepted": {
                             "type": "integer",
                             "description": (
-                                "How many of the request's reactions, counted from the first, "
-                                "were enqueued anyway (normally 0); resend only the rest."
+                                "How many of the request's reactions were enqueued anyway "
+                                "(normally 0: a request is enqueued whole or not at all)."
                             ),
+                        },
+                        "not_enqueued": {
+                            "type": "array",
+                            "items": {"type": "integer"},
+                            "description": (
+                                "Present when some were enqueued: the batch indices of the "
+                                "reactions that were not; send only those again."
+                            ),
+                        },
+                    },
+                },
+            ]
+        },
+        "RateLimitedProblem": {
+            "allOf": [
+                _ref("Problem"),
+                {
+                    "type": "object",
+                    "required": ["user_id", "retry_after_s"],
+                    "properties": {
+                        "type": {"const": RATE_LIMITED},
+                        "user_id": {
+                            "type": "string",
+                            "description": "A user of the request that is over its rate.",
+                        },
+                        "retry_after_s": {
+                            "type": "number",
+                            "description": "When the request would fit, in seconds.",
                         },
                     },
                 },
@@ -309,6 +339,14 @@ def _responses() -> dict[str, Any]:
             **_problem(
                 "Kafka cannot take more right now; send again after Retry-After seconds.",
                 "BackpressureProblem",
+            ),
+            "headers": retry_after,
+        },
+        "RateLimited": {
+            **_problem(
+                "A user of the request is over its rate (per user id, shared by every server); "
+                "nothing of the request was enqueued. Send it again after Retry-After seconds.",
+                "RateLimitedProblem",
             ),
             "headers": retry_after,
         },

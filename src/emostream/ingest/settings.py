@@ -2,7 +2,8 @@
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from emostream.common.settings import CommonSettings
 
@@ -11,6 +12,9 @@ Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
 class IngestSettings(CommonSettings):
     """Request limits, event-time bounds, Kafka producer tuning and server sizing of ingest."""
+
+    # metrics_dir comes from prometheus_client's own variable; in code it is set by name.
+    model_config = SettingsConfigDict(**CommonSettings.model_config, validate_by_name=True)
 
     # Request limits.
     max_body_bytes: int = Field(
@@ -55,10 +59,18 @@ class IngestSettings(CommonSettings):
         description="Kilobytes the local queue holds (queue.buffering.max.kbytes).",
     )
     producer_delivery_timeout_ms: int = Field(
-        30_000,
+        300_000,
         ge=1000,
-        description="How long a message may wait for the broker before it counts as a delivery "
-        "error (message.timeout.ms).",
+        description="How long an accepted message may wait for the broker (retried meanwhile) "
+        "before it counts as a delivery error and is lost (message.timeout.ms): the longest "
+        "Kafka outage ingest rides out without losing what it already acknowledged.",
+    )
+    producer_stats_interval_s: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="How often librdkafka reports its statistics, which feed the delivery "
+        "latency metrics (statistics.interval.ms); 0 turns them off.",
     )
     produce_retry_s: float = Field(
         0.1,
@@ -69,6 +81,38 @@ class IngestSettings(CommonSettings):
     )
     retry_after_s: int = Field(
         1, ge=1, description="Retry-After seconds sent with a 503 when Kafka cannot take more."
+    )
+
+    # Per-user rate limit, shared by every worker and replica through Redis.
+    rate_limit_per_s: float = Field(
+        50.0,
+        ge=0,
+        description="Reactions per second one user id may send, sustained; 0 turns the limit off. "
+        "Well above what a person can tap, well below what a runaway script sends.",
+    )
+    rate_limit_burst: int = Field(
+        500,
+        ge=1,
+        description="Reactions one rested user id may send at once (the bucket size); at least "
+        "max_batch, so any valid request can pass.",
+    )
+    rate_limit_key_prefix: str = Field(
+        "emostream:ratelimit:",
+        min_length=1,
+        description="Prefix of the per-user Redis keys.",
+    )
+    redis_timeout_s: float = Field(
+        0.05,
+        gt=0,
+        le=5,
+        description="Time limit of one rate-limit round trip (connect or answer); past it the "
+        "request goes through unchecked.",
+    )
+    redis_retry_s: float = Field(
+        1.0,
+        ge=0,
+        description="After Redis failed, how long requests skip the rate limit (unchecked) before "
+        "Redis is tried again, so an outage costs no latency.",
     )
 
     # Readiness and shutdown.
@@ -82,6 +126,18 @@ class IngestSettings(CommonSettings):
         10.0,
         ge=0,
         description="How long a stopping worker waits for queued events to reach Kafka.",
+    )
+
+    # Metrics of several worker processes.
+    metrics_dir: str | None = Field(
+        None,
+        # prometheus_client reads this variable itself when it is imported; reading the same one
+        # here keeps the app's idea of the mode and the library's the same.
+        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR"),
+        description="PROMETHEUS_MULTIPROC_DIR: where each worker process keeps its metrics "
+        "(prometheus_client's multiprocess mode), so /metrics covers every worker. "
+        "gunicorn_conf makes a fresh directory when it is unset; an app without it (tests) keeps "
+        "its metrics in memory.",
     )
 
     # Server sizing, read by gunicorn_conf.
@@ -100,6 +156,11 @@ class IngestSettings(CommonSettings):
             raise ValueError(
                 "graceful_timeout_s must exceed shutdown_flush_timeout_s, or gunicorn kills "
                 "workers before their queued events reach Kafka"
+            )
+        if self.rate_limit_per_s > 0 and self.rate_limit_burst < self.max_batch:
+            raise ValueError(
+                "rate_limit_burst must be at least max_batch, or a valid batch of one user's "
+                "reactions could never pass the rate limit"
             )
         if self.producer_queue_max_messages < self.max_batch:
             raise ValueError(

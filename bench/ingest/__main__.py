@@ -1,0 +1,5 @@
+"""``python -m bench.ingest``: run the ingest benchmark and print its figures."""
+
+from bench.ingest.run import main
+
+raise SystemExit(main())

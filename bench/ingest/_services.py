@@ -1,0 +1,212 @@
+"""The services a benchmark run needs: a Kafka broker, a Redis, and gunicorn servers.
+
+A broker or Redis named by ``EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS`` / ``EMOSTREAM_REDIS_URL`` is
+used as it is; otherwise one is started on free loopback ports for the run (the broker from the
+local stack's Maven jars) and stopped at the end.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from emostream.localstack import checks
+from emostream.localstack.jars import kafka_broker_jars
+from emostream.localstack.kafka import KafkaBroker, ensure_topics, kafka_ready
+from emostream.localstack.process import ProcessDir
+from emostream.localstack.settings import StackSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(ready: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} not ready after {timeout_s:.0f} s")
+        time.sleep(0.25)
+
+
+@contextmanager
+def kafka(given: str | None, procs: ProcessDir, workdir: Path) -> Iterator[str]:
+    """Bootstrap servers of a broker: ``given``, or one started here for the block."""
+    if given:
+        yield given
+        return
+    stack = StackSettings()
+    broker = KafkaBroker(
+        jars=kafka_broker_jars(ROOT / stack.stack_dir / "jars", stack.kafka_version),
+        data_dir=workdir / "kafka",
+        port=free_port(),
+        controller_port=free_port(),
+        heap="512m",
+    )
+    broker.prepare()
+    procs.start("kafka", broker.command(), {}, ROOT)
+    try:
+        _wait(lambda: kafka_ready(broker.bootstrap), "Kafka broker")
+        yield broker.bootstrap
+    finally:
+        procs.stop("kafka", grace_s=20)
+
+
+@contextmanager
+def redis(given: str | None, procs: ProcessDir, workdir: Path) -> Iterator[str]:
+    """URL of a Redis: ``given``, or one started here for the block."""
+    if given:
+        yield given
+        return
+    server = checks.require_program("redis-server", "apt-get install -y redis-server")
+    port = free_port()
+    data = workdir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", ""]
+    procs.start("redis", cmd, {}, ROOT)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        _wait(lambda: checks.redis_ready(url), "Redis")
+        yield url
+    finally:
+        procs.stop("redis", grace_s=10)
+
+
+def new_topic(bootstrap: str, partitions: int = 6) -> str:
+    """A fresh reactions topic for one run, so its message count is the run's alone."""
+    name = f"bench-{uuid.uuid4().hex[:8]}-reactions"
+    ensure_topics(bootstrap, {name: partitions})
+    return name
+
+
+def messages_in(bootstrap: str, topic: str) -> int:
+    """How many messages the topic holds (the sum of its partitions' high watermarks)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        total = 0
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The gunicorn settings a run compares: worker class, processes and threads."""
+
+    worker_class: str
+    workers: int
+    threads: int
+
+    def __str__(self) -> str:
+        return f"{self.worker_class} workers={self.workers} threads={self.threads}"
+
+    @classmethod
+    def parse(cls, text: str) -> "ServerConfig":
+        """``CLASS:WORKERS:THREADS``, e.g. ``gthread:3:4``."""
+        kind, workers, threads = text.split(":")
+        return cls(kind, int(workers), int(threads))
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` and its children.
+
+    The children are gunicorn's workers; what one request costs in CPU is steadier on a shared
+    machine than how many requests a second it manages.
+    """
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # Fields after the command: state(0) ppid(1) ... utime(11) stime(12).
+        if int(fields[1]) == pid or stat.parent.name == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+    return total
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running gunicorn."""
+
+    url: str
+    pid: int
+
+
+@contextmanager
+def gunicorn(app: str, config: ServerConfig, env: Mapping[str, str], log: Path) -> Iterator[Server]:
+    """Serve ``app`` with ingest's gunicorn configuration and ``config``.
+
+    Stopped with SIGTERM at the end, which makes ingest's workers flush their producers.
+    """
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "gunicorn", "-c", "python:emostream.ingest.gunicorn_conf",
+        "-k", config.worker_class, "--bind", f"127.0.0.1:{port}", app,
+    ]  # fmt: skip
+    full_env = {
+        **env,
+        "EMOSTREAM_WORKERS": str(config.workers),
+        "EMOSTREAM_THREADS": str(config.threads),
+        "EMOSTREAM_LOG_LEVEL": "WARNING",
+    }
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: _answers(url, proc), f"gunicorn serving {app}", timeout_s=60)
+        yield Server(url, proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _answers(url: str, proc: "subprocess.Popen[bytes]") -> bool:
+    if proc.poll() is not None:
+        raise SystemExit(f"gunicorn exited with {proc.returncode} before answering")
+    try:
+        urllib.request.urlopen(url + "/healthz", timeout=2).close()  # noqa: S310 - loopback
+    except urllib.error.HTTPError:
+        return True  # the bare app has no /healthz, but it answers
+    except OSError:
+        return False
+    return True
+
+
+def accepted_events(url: str) -> int:
+    """The server's count of accepted events (``emostream_ingest_events_accepted_total``)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:  # noqa: S310 - loopback
+        text = resp.read().decode()
+    return round(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("emostream_ingest_events_accepted_total{")
+        )
+    )

@@ -1,0 +1,234 @@
+"""The ingest benchmark: a bare Flask ceiling, single events, and 100-event batches.
+
+In one run, against a real Kafka broker and a real Redis (rate limit on, as in production):
+
+(a) the ceiling: a bare Flask app answering 204, on the same gunicorn settings;
+(b) ``POST /send_emoji`` with one reaction per request;
+(c) ``POST /v1/streams/<id>/reactions`` with batches of 100 reactions.
+
+It prints requests/s, events/s, p50/p99 latency, the ratios b/a and c/a (of requests/s), and for
+(b) and (c) how many events the broker holds (``acks=all``) against how many were answered 2xx.
+Each phase starts a fresh server and a fresh topic, warms up, then measures; ``--repeat`` runs
+each phase several times and reports the median, since a shared machine is noisy.
+``--compare`` runs the phases for several gunicorn configurations to choose one.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.ingest._services import (
+    ServerConfig,
+    accepted_events,
+    cpu_seconds,
+    gunicorn,
+    kafka,
+    messages_in,
+    new_topic,
+    redis,
+)
+from bench.ingest._wrk import WrkResult, batch_script, run_wrk, single_script
+
+from emostream.ingest.settings import IngestSettings
+from emostream.localstack.process import ProcessDir
+
+BARE_APP = "bench.ingest._bare:create_app()"
+INGEST_APP = "emostream.ingest.app:create_app()"
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One measured workload."""
+
+    name: str
+    app: str
+    path: str
+    events_per_request: int
+    script: Callable[[str], str]
+    counts_kafka: bool
+
+
+PHASES = {
+    "a": Phase("a bare Flask 204", BARE_APP, "/send_emoji", 1, single_script, counts_kafka=False),
+    "b": Phase("b /send_emoji", INGEST_APP, "/send_emoji", 1, single_script, counts_kafka=True),
+    "c": Phase(
+        f"c batch of {BATCH}",
+        INGEST_APP,
+        "/v1/streams/bench/reactions",
+        BATCH,
+        lambda path: batch_script(path, BATCH),
+        counts_kafka=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One phase's figures."""
+
+    phase: Phase
+    load: WrkResult
+    in_kafka: int | None
+    accepted_events: int | None
+    cpu_per_request_s: float
+
+    @property
+    def events_per_s(self) -> float:
+        """Events answered 2xx per second."""
+        return self.load.rps * self.phase.events_per_request
+
+    def line(self) -> str:
+        """One printed row."""
+        kafka = ""
+        if self.in_kafka is not None and self.accepted_events is not None:
+            same = "all" if self.in_kafka == self.accepted_events else "MISMATCH"
+            kafka = f"  Kafka holds {self.in_kafka:,} of {self.accepted_events:,} accepted ({same})"
+        refused = self.load.non_2xx + self.load.socket_errors
+        return (
+            f"{self.phase.name:<18} {self.load.rps:>7,.0f} req/s {self.events_per_s:>9,.0f} ev/s"
+            f"  p50 {self.load.p50_ms:>6.1f} ms  p99 {self.load.p99_ms:>6.1f} ms"
+            f"  server CPU {self.cpu_per_request_s * 1e6:>5,.0f} us/req"
+            f"  non-2xx {refused:,}{kafka}"
+        )
+
+
+@dataclass(frozen=True)
+class Options:
+    """Command-line options."""
+
+    duration_s: float
+    warmup_s: float
+    connections: int
+    wrk_threads: int
+    repeat: int
+    phases: str
+    configs: list[ServerConfig]
+
+
+def _parse(argv: list[str] | None) -> Options:
+    s = IngestSettings()
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingest", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds measured per phase")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per phase")
+    parser.add_argument("--connections", type=int, default=64, help="open HTTP connections")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk's threads")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per phase; the median counts")
+    parser.add_argument("--phases", default="abc", help="which of a, b, c to run")
+    parser.add_argument(
+        "--compare",
+        default=f"gthread:{s.workers}:{s.threads}",
+        help="comma-separated gunicorn configurations CLASS:WORKERS:THREADS "
+        "(default: ingest's own settings)",
+    )
+    args = parser.parse_args(argv)
+    return Options(
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        connections=args.connections,
+        wrk_threads=args.wrk_threads,
+        repeat=args.repeat,
+        phases=args.phases,
+        configs=[ServerConfig.parse(c) for c in args.compare.split(",")],
+    )
+
+
+def _measure(
+    phase: Phase,
+    config: ServerConfig,
+    *,
+    env: dict[str, str],
+    bootstrap: str,
+    work: Path,
+    o: Options,
+) -> Measured:
+    topic = new_topic(bootstrap)
+    run_env = {
+        **env,
+        "EMOSTREAM_REACTIONS_TOPIC": topic,
+        "EMOSTREAM_RATE_LIMIT_KEY_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:",
+    }
+    with gunicorn(phase.app, config, run_env, work / "gunicorn.log") as server:
+        url = server.url + phase.path
+        script = phase.script(phase.path)
+        common = {"connections": o.connections, "threads": o.wrk_threads}
+        run_wrk(url, script, work, duration_s=o.warmup_s, **common)
+        cpu_before = cpu_seconds(server.pid)
+        load = run_wrk(url, script, work, duration_s=o.duration_s, **common)
+        cpu = cpu_seconds(server.pid) - cpu_before
+        # wrk does not count the requests still open when it stops; the server's own counter
+        # of accepted events (every worker's, in multiprocess mode) does, once they are done.
+        time.sleep(1.0)
+        accepted = accepted_events(server.url) if phase.counts_kafka else None
+    # The server has stopped, and its workers flushed their producers on the way out.
+    in_kafka = messages_in(bootstrap, topic) if phase.counts_kafka else None
+    return Measured(phase, load, in_kafka, accepted, cpu / max(1, load.requests))
+
+
+def _median(runs: list[Measured]) -> Measured:
+    return sorted(runs, key=lambda m: m.load.rps)[len(runs) // 2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its figures."""
+    o = _parse(argv)
+    with tempfile.TemporaryDirectory(prefix="emostream-bench-") as tmp:
+        work = Path(tmp)
+        procs = ProcessDir(work / "run", work / "logs")
+        given_kafka = os.environ.get("EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS")
+        given_redis = os.environ.get("EMOSTREAM_REDIS_URL")
+        with kafka(given_kafka, procs, work) as bootstrap, redis(given_redis, procs, work) as url:
+            env = {
+                **os.environ,
+                "EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "EMOSTREAM_REDIS_URL": url,
+            }
+            _say(
+                f"Kafka {bootstrap}{'' if given_kafka else ' (started for this run)'}, "
+                f"Redis {url}; wrk {o.wrk_threads} threads, {o.connections} connections, "
+                f"{o.duration_s:g} s per phase after {o.warmup_s:g} s warm-up, "
+                f"{o.repeat} run(s) each, {os.cpu_count()} cores"
+            )
+            for config in o.configs:
+                _say(f"\n== gunicorn {config}")
+                medians: dict[str, Measured] = {}
+                for key in o.phases:
+                    phase = PHASES[key]
+                    runs = []
+                    for _ in range(o.repeat):
+                        runs.append(
+                            _measure(phase, config, env=env, bootstrap=bootstrap, work=work, o=o)
+                        )
+                        if o.repeat > 1:
+                            _say("  run   " + runs[-1].line())
+                    medians[key] = _median(runs)
+                    _say(("median " if o.repeat > 1 else "") + medians[key].line())
+                _ratios(medians)
+    return 0
+
+
+def _ratios(medians: dict[str, Measured]) -> None:
+    a = medians.get("a")
+    if a is None or not a.load.rps:
+        return
+    parts = [
+        f"{key}/a = {medians[key].load.rps / a.load.rps:.0%}"
+        for key in ("b", "c")
+        if key in medians
+    ]
+    if parts:
+        _say("ratios of requests/s: " + ", ".join(parts))
+
+
+def _say(line: str) -> None:
+    """The benchmark's output goes to the terminal as it is measured."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

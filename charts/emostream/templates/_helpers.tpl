@@ -1,0 +1,249 @@
+{{/*
+Names, labels and shared pieces of every Emostream object.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "emostream.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The release's base name for objects: fullnameOverride, else <release>-<chart> (just <release>
+when it already contains the chart name). Kept to 40 characters so that
+"<fullname>-<component>-<suffix>" names stay within Kubernetes' 63.
+*/}}
+{{- define "emostream.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* chart label value: <name>-<version>. */}}
+{{- define "emostream.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels that select the release's pods; never change them after install. */}}
+{{- define "emostream.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "emostream.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Labels of every object. */}}
+{{- define "emostream.labels" -}}
+helm.sh/chart: {{ include "emostream.chart" . }}
+{{ include "emostream.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: emostream
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Per-component names and labels. Call with (dict "root" $ "component" "ingest").
+*/}}
+{{- define "emostream.componentName" -}}
+{{- printf "%s-%s" (include "emostream.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "emostream.componentSelectorLabels" -}}
+{{ include "emostream.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "emostream.componentLabels" -}}
+{{ include "emostream.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/*
+An image reference. Call with (dict "root" $ "image" .Values.ingest.image): the component's
+repository and optional tag/registry, falling back to .Values.image (registry, tag) and the
+chart's appVersion.
+*/}}
+{{- define "emostream.image" -}}
+{{- $registry := default .root.Values.image.registry .image.registry -}}
+{{- $tag := default (default .root.Chart.AppVersion .root.Values.image.tag) .image.tag -}}
+{{- $repository := .image.repository -}}
+{{- if $registry -}}
+{{- printf "%s/%s:%s" $registry $repository ($tag | toString) -}}
+{{- else -}}
+{{- printf "%s:%s" $repository ($tag | toString) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The pull policy of a component image (its own, else the shared one). */}}
+{{- define "emostream.pullPolicy" -}}
+{{- default .root.Values.image.pullPolicy .image.pullPolicy -}}
+{{- end -}}
+
+{{/* imagePullSecrets of a pod spec, indented by "indent"; nothing when there are none. Call with (dict "root" $ "indent" 6). */}}
+{{- define "emostream.imagePullSecrets" -}}
+{{- with .root.Values.image.pullSecrets }}
+{{- $list := list }}
+{{- range . }}{{ $list = append $list (dict "name" .) }}{{ end }}
+{{- dict "imagePullSecrets" $list | toYaml | nindent $.indent }}
+{{- end }}
+{{- end -}}
+
+{{/* The ServiceAccount of a component. Call with (dict "root" $ "component" "ingest" "sa" .Values.ingest.serviceAccount). */}}
+{{- define "emostream.serviceAccountName" -}}
+{{- if .sa.create -}}
+{{- default (include "emostream.componentName" .) .sa.name -}}
+{{- else -}}
+{{- default "default" .sa.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Kafka bootstrap servers: the Strimzi cluster's bootstrap Service, or the external list. */}}
+{{- define "emostream.kafkaClusterName" -}}
+{{- default (printf "%s-kafka" (include "emostream.fullname" .)) .Values.kafka.strimzi.clusterName -}}
+{{- end -}}
+
+{{- define "emostream.kafkaBootstrapServers" -}}
+{{- if eq .Values.kafka.provider "strimzi" -}}
+{{- printf "%s-kafka-bootstrap.%s.svc:9092" (include "emostream.kafkaClusterName" .) .Release.Namespace -}}
+{{- else -}}
+{{- .Values.kafka.external.bootstrapServers -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Kafka ports egress NetworkPolicies allow. */}}
+{{- define "emostream.kafkaPorts" -}}
+{{- if eq .Values.kafka.provider "strimzi" -}}
+{{- list 9092 | toJson -}}
+{{- else -}}
+{{- .Values.kafka.external.ports | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The in-chart Redis URL (only meaningful with redis.provider=chart). */}}
+{{- define "emostream.redisUrl" -}}
+{{- printf "redis://%s.%s.svc:%d/%d" (include "emostream.componentName" (dict "root" . "component" "redis")) .Release.Namespace (int .Values.redis.port) (int .Values.redis.database) -}}
+{{- end -}}
+
+{{/*
+Environment variables for Kafka and Redis, shared by every role. Redis comes from a Secret when
+redis.external.existingSecret is set, so a password never lands in a ConfigMap.
+*/}}
+{{- define "emostream.connectionEnv" -}}
+- name: EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS
+  value: {{ include "emostream.kafkaBootstrapServers" . | quote }}
+{{- if and (eq .Values.redis.provider "external") .Values.redis.external.existingSecret }}
+- name: EMOSTREAM_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.external.existingSecret }}
+      key: {{ .Values.redis.external.existingSecretKey }}
+{{- else if eq .Values.redis.provider "external" }}
+- name: EMOSTREAM_REDIS_URL
+  value: {{ .Values.redis.external.url | quote }}
+{{- else }}
+- name: EMOSTREAM_REDIS_URL
+  value: {{ include "emostream.redisUrl" . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+EMOSTREAM_* entries of a ConfigMap from a settings map: each key is a settings field name
+(snake_case), each value a string, number, boolean, list or map (lists and maps as JSON,
+which is how pydantic-settings reads complex fields).
+*/}}
+{{- define "emostream.settingsData" -}}
+{{- range $key, $value := . }}
+{{- $name := printf "EMOSTREAM_%s" (upper $key) }}
+{{- if or (kindIs "map" $value) (kindIs "slice" $value) }}
+{{ $name }}: {{ toJson $value | quote }}
+{{- else if and (kindIs "float64" $value) (eq $value (floor $value)) }}
+{{- /* Helm reads every number as a float: write whole numbers without "1e+06" notation. */}}
+{{ $name }}: {{ int64 $value | toString | quote }}
+{{- else }}
+{{ $name }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The settings every role shares (config), with an empty emoji_valence left to the built-in set. */}}
+{{- define "emostream.commonSettings" -}}
+{{- $common := omit .Values.config "emoji_valence" -}}
+{{- if .Values.config.emoji_valence -}}
+{{- $_ := set $common "emoji_valence" .Values.config.emoji_valence -}}
+{{- end -}}
+{{- toYaml $common -}}
+{{- end -}}
+
+{{/* Pod-level security context (values.podSecurityContext). */}}
+{{- define "emostream.podSecurityContext" -}}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end -}}
+
+{{/* Container-level security context (values.containerSecurityContext). */}}
+{{- define "emostream.containerSecurityContext" -}}
+securityContext:
+  {{- toYaml .Values.containerSecurityContext | nindent 2 }}
+{{- end -}}
+
+{{/* Scheduling fields of a component's pod spec. Call with the component's values. */}}
+{{- define "emostream.scheduling" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Whether Prometheus Operator resources can be created (the API is served). */}}
+{{- define "emostream.monitoringApi" -}}
+{{- if and .Values.monitoring.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") -}}true{{- end -}}
+{{- end -}}
+
+{{/* Whether the aggregation runs as a SparkApplication. */}}
+{{- define "emostream.aggregateOperator" -}}
+{{- if and .Values.aggregate.enabled (eq .Values.aggregate.mode "operator") -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The ConfigMap data of one role: the shared settings (config), the role's own
+(<role>.config) and, for the aggregation, what the chart decides. Call with
+(dict "root" $ "component" "ingest").
+*/}}
+{{- define "emostream.roleSettings" -}}
+{{- $root := .root -}}
+{{- $settings := deepCopy (index $root.Values .component "config") -}}
+{{- if eq .component "aggregate" -}}
+{{- $_ := set $settings "spark_master" "k8s://https://kubernetes.default.svc:443" -}}
+{{- $_ := set $settings "metrics_port" $root.Values.aggregate.metrics.port -}}
+{{- $_ := set $settings "checkpoint_location" (include "emostream.checkpointLocation" $root) -}}
+{{- end -}}
+{{- $settings = merge $settings (include "emostream.commonSettings" $root | fromYaml) -}}
+{{- include "emostream.settingsData" $settings -}}
+{{- end -}}
+
+{{/* A checksum of one role's settings and connection environment, for its pods' annotations. */}}
+{{- define "emostream.configChecksum" -}}
+{{- printf "%s\n%s" (include "emostream.roleSettings" .) (include "emostream.connectionEnv" .root) | sha256sum -}}
+{{- end -}}

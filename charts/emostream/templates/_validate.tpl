@@ -1,0 +1,96 @@
+{{/*
+Checks across values that values.schema.json cannot express. Each failure names the values
+to change. Included once, from configmap.yaml.
+*/}}
+{{- define "emostream.validate" -}}
+{{- $v := .Values -}}
+{{- $managed := list "kafka_bootstrap_servers" "redis_url" -}}
+{{- range $role := list "ingest" "fanout" "aggregate" -}}
+{{- range $key := $managed -}}
+{{- if hasKey (index $v $role "config") $key -}}
+{{- fail (printf "%s.config.%s is set by the chart: use kafka.* / redis.* instead" $role $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $key := $managed -}}
+{{- if hasKey $v.config $key -}}
+{{- fail (printf "config.%s is set by the chart: use kafka.* / redis.* instead" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- range $key := list "spark_master" "metrics_port" "checkpoint_location" -}}
+{{- if hasKey $v.aggregate.config $key -}}
+{{- fail (printf "aggregate.config.%s is set by the chart (aggregate.mode, aggregate.metrics.port, aggregate.checkpoint)" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $v.kafka.provider "external") (not $v.kafka.external.bootstrapServers) -}}
+{{- fail "kafka.provider=external needs kafka.external.bootstrapServers" -}}
+{{- end -}}
+{{- if and (eq $v.redis.provider "external") (not (or $v.redis.external.url $v.redis.external.existingSecret)) -}}
+{{- fail "redis.provider=external needs redis.external.url or redis.external.existingSecret" -}}
+{{- end -}}
+{{- /* Graceful shutdown: gunicorn's graceful timeout must fit between preStop and SIGKILL. */ -}}
+{{- $ingestGraceful := int (default 20 $v.ingest.config.graceful_timeout_s) -}}
+{{- $ingestFlush := int (default 10 $v.ingest.config.shutdown_flush_timeout_s) -}}
+{{- if le $ingestGraceful $ingestFlush -}}
+{{- fail (printf "ingest.config.graceful_timeout_s (%d) must exceed ingest.config.shutdown_flush_timeout_s (%d), or workers are killed while accepted events drain" $ingestGraceful $ingestFlush) -}}
+{{- end -}}
+{{- range $role, $graceful := dict "ingest" $ingestGraceful "fanout" (int (default 10 $v.fanout.config.graceful_timeout_s)) -}}
+{{- $c := index $v $role -}}
+{{- if le (int $c.terminationGracePeriodSeconds) (add (int $c.preStopSleepSeconds) $graceful) -}}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed %s.preStopSleepSeconds + %s.config.graceful_timeout_s (%d + %d)" $role (int $c.terminationGracePeriodSeconds) $role $role (int $c.preStopSleepSeconds) $graceful) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.autoscaling.enabled (gt (int (default 1 $v.fanout.config.workers)) 1) -}}
+{{- fail "fanout.config.workers > 1 with autoscaling: /metrics reports only the worker that answers, so connections per pod would be undercounted; keep one worker per pod and scale pods" -}}
+{{- end -}}
+{{- if $v.autoscaling.enabled -}}
+{{- range $role := list "ingest" "fanout" -}}
+{{- $a := index $v.autoscaling $role -}}
+{{- if gt (int $a.minReplicas) (int $a.maxReplicas) -}}
+{{- fail (printf "autoscaling.%s.minReplicas (%d) exceeds maxReplicas (%d)" $role (int $a.minReplicas) (int $a.maxReplicas)) -}}
+{{- end -}}
+{{- end -}}
+{{- if ge (int $v.autoscaling.fanout.connectionsPerPod) (int (default 5000 $v.fanout.config.max_connections)) -}}
+{{- fail (printf "autoscaling.fanout.connectionsPerPod (%d) must stay below fanout.config.max_connections (%d) x workers, or pods refuse viewers before the autoscaler reacts" (int $v.autoscaling.fanout.connectionsPerPod) (int (default 5000 $v.fanout.config.max_connections))) -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.aggregate.enabled -}}
+{{- $da := $v.aggregate.dynamicAllocation -}}
+{{- if or (gt (int $da.minExecutors) (int $da.initialExecutors)) (gt (int $da.initialExecutors) (int $da.maxExecutors)) -}}
+{{- fail (printf "aggregate.dynamicAllocation needs minExecutors <= initialExecutors <= maxExecutors (got %d, %d, %d)" (int $da.minExecutors) (int $da.initialExecutors) (int $da.maxExecutors)) -}}
+{{- end -}}
+{{- $cp := $v.aggregate.checkpoint -}}
+{{- if and (not $cp.location) (not $cp.persistence.enabled) (not $cp.persistence.existingClaim) -}}
+{{- fail "aggregate.checkpoint needs a location (e.g. s3a://...) or persistence (enabled or existingClaim): a checkpoint inside a pod is lost with it, and the query would restart from scratch" -}}
+{{- end -}}
+{{- if and $cp.location (or $cp.persistence.enabled $cp.persistence.existingClaim) -}}
+{{- fail "set either aggregate.checkpoint.location or aggregate.checkpoint.persistence, not both" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.autoscaling.enabled (eq $v.autoscaling.provider "keda") (not $v.autoscaling.prometheus.serverAddress) -}}
+{{- fail "autoscaling.provider=keda needs autoscaling.prometheus.serverAddress" -}}
+{{- end -}}
+{{- if and $v.loadtest.enabled (lt (int $v.loadtest.workers) 1) -}}
+{{- fail "loadtest.workers must be at least 1" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the aggregation checkpoints: the explicit location, else the mounted volume. */}}
+{{- define "emostream.checkpointLocation" -}}
+{{- default "/checkpoints/aggregate" .Values.aggregate.checkpoint.location -}}
+{{- end -}}
+
+{{/* The checkpoint claim's name, empty when no volume is used. */}}
+{{- define "emostream.checkpointClaim" -}}
+{{- $p := .Values.aggregate.checkpoint.persistence -}}
+{{- if $p.existingClaim -}}
+{{- $p.existingClaim -}}
+{{- else if $p.enabled -}}
+{{- include "emostream.componentName" (dict "root" . "component" "checkpoints") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether executors must share the driver's node (a ReadWriteOnce checkpoint volume). */}}
+{{- define "emostream.colocateExecutors" -}}
+{{- if and (include "emostream.checkpointClaim" .) (not (has "ReadWriteMany" .Values.aggregate.checkpoint.persistence.accessModes)) -}}true{{- end -}}
+{{- end -}}

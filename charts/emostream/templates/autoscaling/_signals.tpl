@@ -1,0 +1,41 @@
+{{/*
+The load signal of each tier, in one place for both providers (docs/autoscaling.md):
+  ingest  HTTP requests per second per pod (probes and scrapes left out), and CPU;
+  fanout  open streaming connections per pod.
+Neither tier consumes Kafka with a consumer group (ingest only produces; fanout assigns itself
+every partition of swarms in each worker), so neither has a consumer-group lag to scale on.
+*/}}
+
+{{/* PromQL selector of one tier's scraped series (its Service's targets). */}}
+{{- define "emostream.autoscaling.selector" -}}
+namespace="{{ .root.Release.Namespace }}",service="{{ include "emostream.componentName" . }}"
+{{- end -}}
+
+{{/* KEDA prometheus trigger query: the tier's total, divided by the target per pod by KEDA. */}}
+{{- define "emostream.autoscaling.query" -}}
+{{- $sel := include "emostream.autoscaling.selector" . -}}
+{{- if eq .component "ingest" -}}
+sum(rate(emostream_ingest_requests_total{ {{- $sel }},route!~"/healthz|/readyz|/metrics"}[1m]))
+{{- else -}}
+sum(emostream_fanout_connections{ {{- $sel -}} })
+{{- end -}}
+{{- end -}}
+
+{{/* Custom metric (custom.metrics.k8s.io, per pod) that prometheus-adapter serves for a tier. */}}
+{{- define "emostream.autoscaling.podMetric" -}}
+{{- if eq .component "ingest" -}}
+emostream_ingest_requests_per_second
+{{- else -}}
+emostream_fanout_connections
+{{- end -}}
+{{- end -}}
+
+{{/* Target per pod of a tier. */}}
+{{- define "emostream.autoscaling.target" -}}
+{{- $a := index .root.Values.autoscaling .component -}}
+{{- if eq .component "ingest" -}}
+{{- $a.requestsPerSecondPerPod -}}
+{{- else -}}
+{{- $a.connectionsPerPod -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,37 @@
+{{/* The pod spec of a Locust master or worker (loadtest.yaml). */}}
+{{- define "emostream.loadtest.pod" -}}
+{{- $root := .root -}}
+{{- $l := $root.Values.loadtest -}}
+serviceAccountName: default
+automountServiceAccountToken: false
+restartPolicy: {{ .restartPolicy }}
+{{- include "emostream.imagePullSecrets" (dict "root" $root "indent" 0) }}
+{{ include "emostream.podSecurityContext" $root }}
+containers:
+  - name: locust
+    image: {{ include "emostream.image" (dict "root" $root "image" $l.image) | quote }}
+    imagePullPolicy: {{ include "emostream.pullPolicy" (dict "root" $root "image" $l.image) }}
+    args:
+      {{- toYaml .args | nindent 6 }}
+      {{- with $l.extraArgs }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- with $l.extraEnv }}
+    env:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .ports }}
+    ports:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    resources:
+      {{- toYaml $l.resources | nindent 6 }}
+    {{- include "emostream.containerSecurityContext" $root | nindent 4 }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 64Mi
+{{- end }}
