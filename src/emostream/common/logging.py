@@ -37,3 +37,24 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # py4j logs every gateway call at INFO; only its problems are worth a line.
     logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def gunicorn_logconfig(level: str, access_level: str) -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict``: its error and access logs as JSON lines on stdout."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": level, "handlers": ["stdout"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": access_level, "handlers": [], "propagate": True},
+        },
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "formatters": {"json": {"()": "emostream.common.logging.JsonFormatter"}},
+    }

@@ -16,6 +16,7 @@ reconnect (with Last-Event-ID) to another pod at once instead of at ``graceful_t
 import logging
 from typing import Any
 
+from emostream.common.logging import gunicorn_logconfig
 from emostream.fanout.settings import FanoutSettings
 
 _settings = FanoutSettings()
@@ -32,23 +33,7 @@ keepalive = 5
 # (ingest, fanout, tests) would fight over; nothing here uses it.
 control_socket_disable = True
 
-logconfig_dict: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "root": {"level": _settings.log_level, "handlers": ["stdout"]},
-    "loggers": {
-        "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
-    },
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "formatter": "json",
-            "stream": "ext://sys.stdout",
-        }
-    },
-    "formatters": {"json": {"()": "emostream.common.logging.JsonFormatter"}},
-}
+logconfig_dict = gunicorn_logconfig(_settings.log_level, access_level="INFO")
 
 
 def post_worker_init(worker: Any) -> None:

@@ -33,6 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from emostream.common.logging import gunicorn_logconfig
 from emostream.ingest.settings import IngestSettings
 
 _settings = IngestSettings()
@@ -54,24 +55,8 @@ keepalive = 5
 # gunicorn on the host, and unwritable in a read-only container. Nothing here uses it.
 control_socket_disable = True
 
-logconfig_dict: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "root": {"level": _settings.log_level, "handlers": ["stdout"]},
-    "loggers": {
-        "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-        # A log line per request would cost more than the request; the metrics count them.
-        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
-    },
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "formatter": "json",
-            "stream": "ext://sys.stdout",
-        }
-    },
-    "formatters": {"json": {"()": "emostream.common.logging.JsonFormatter"}},
-}
+# A log line per request would cost more than the request; the metrics count them.
+logconfig_dict = gunicorn_logconfig(_settings.log_level, access_level="WARNING")
 
 
 def on_starting(server: Any) -> None:
