@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart lint typecheck images bench-ingest clean
+.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart lint typecheck images bench-ingest bench-aggregate clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ test: system-deps venv tools lint typecheck ## lint, type-check, then every test
 BENCH_ARGS ?=
 bench-ingest: system-deps venv ## ingest throughput vs. a bare Flask ceiling, against a local Kafka
 	$(BIN)/python -m bench.ingest $(BENCH_ARGS)
+
+bench-aggregate: system-deps venv ## aggregation throughput and event -> swarm latency vs. a plain consumer
+	$(BIN)/python -m bench.aggregate $(BENCH_ARGS)
 
 ROLES ?=
 images: ## build the container images offline (all roles, or ROLES="ingest fanout")

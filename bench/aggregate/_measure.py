@@ -137,14 +137,15 @@ class Latencies:
 
 
 def event_latencies(
-    receive_times: dict[tuple[str, int], list[int]], arrivals: list[Arrival]
+    receive_times: dict[tuple[str, int], list[int]], arrivals: list[Arrival], since_ms: int = 0
 ) -> Latencies:
     """Match events to swarm updates by rank.
 
     The k-th event of a (stream, window), in receive-time order, is counted by the first update
     of that window whose total reaches k. (Spark reads a micro-batch up to offsets fixed when it
     starts, so an update holds the events received before then; producers' few milliseconds of
-    batching blur that order only slightly.)
+    batching blur that order only slightly.) Events received before ``since_ms`` (the warm-up)
+    take their rank but no latency.
     """
     updates: dict[tuple[str, int], list[Arrival]] = defaultdict(list)
     for a in arrivals:
@@ -156,8 +157,9 @@ def event_latencies(
         j = 0
         for a in sorted(updates.get(key, ()), key=lambda a: a.received_ms):
             while j < min(a.total, len(times)):
-                to_emit.append(a.emitted_ms - times[j])
-                to_consumer.append(a.received_ms - times[j])
+                if times[j] >= since_ms:
+                    to_emit.append(a.emitted_ms - times[j])
+                    to_consumer.append(a.received_ms - times[j])
                 j += 1
         unseen += len(times) - j
     return Latencies(sorted(to_emit), sorted(to_consumer), unseen)

@@ -43,6 +43,7 @@ class Options:
     streams: int
     rate: float
     duration_s: float
+    warmup_s: float
     producers: int
     preload_workers: int
     overrides: dict[str, str]
@@ -57,6 +58,9 @@ def _parse(argv: list[str] | None) -> Options:
     parser.add_argument("--streams", type=int, default=2000, help="streams (Zipf popularity)")
     parser.add_argument("--rate", type=float, default=50_000, help="events/s, latency phase")
     parser.add_argument("--duration", type=float, default=60, help="seconds, latency phase")
+    parser.add_argument(
+        "--warmup", type=float, default=10, help="seconds at the rate before measuring"
+    )
     parser.add_argument("--producers", type=int, default=1, help="producer processes (latency)")
     parser.add_argument("--preload-workers", type=int, default=2, help="producer processes")
     parser.add_argument(
@@ -69,7 +73,14 @@ def _parse(argv: list[str] | None) -> Options:
     a = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in a.set)
     return Options(
-        a.events, a.streams, a.rate, a.duration, a.producers, a.preload_workers, overrides
+        a.events,
+        a.streams,
+        a.rate,
+        a.duration,
+        a.warmup,
+        a.producers,
+        a.preload_workers,
+        overrides,
     )
 
 
@@ -201,7 +212,11 @@ def _run(opts: Options, bootstrap: str, redis_url: str, workdir: Path) -> int:
         figures.latency = _latency_phase(
             opts, bootstrap, reactions, swarms, workload, workdir, progress
         )
-        figures.batches = progress.since(last_preload_batch)
+        figures.batches = [
+            p
+            for p in progress.since(last_preload_batch)
+            if _iso_s(p.timestamp) * 1000 >= figures.latency["since_ms"]
+        ]
     finally:
         query.stop()
         spark.stop()
@@ -255,7 +270,10 @@ def _report(opts: Options, f: Figures) -> None:
     _say("RESULTS")
     _say(f"  ceiling (1 plain consumer, parse + count):  {f.ceiling:>10,.0f} events/s")
     _say(f"  aggregation, sustained over the backlog:    {t['sustained']:>10,.0f} events/s")
-    _say(f"  event -> swarm at {opts.rate:,.0f} events/s for {opts.duration_s:.0f} s:")
+    _say(
+        f"  event -> swarm at {opts.rate:,.0f} events/s, {opts.duration_s:.0f} s measured "
+        f"after {opts.warmup_s:.0f} s:"
+    )
     _say(f"    {lat['events']:,.0f} events matched, {lat['unseen']:,.0f} not seen in any swarm")
     _say(
         f"    receipt -> swarm read from `swarms`: p50 {lat['c50']:.0f} ms, "
@@ -271,6 +289,11 @@ def _report(opts: Options, f: Figures) -> None:
             f"    micro-batches: {len(f.batches)}, median {rows:,.0f} rows, duration "
             f"p50 {percentile(durations, 0.5):.0f} ms, p99 {percentile(durations, 0.99):.0f} ms"
         )
+        parts = ("latestOffset", "walCommit", "queryPlanning", "addBatch", "commitOffsets")
+        medians = ", ".join(
+            f"{k} {statistics.median(p.durationMs.get(k, 0) for p in f.batches):.0f}" for k in parts
+        )
+        _say(f"    median ms per batch: {medians}")
     _say(f"  load average at the end: {os.getloadavg()[0]:.2f}")
 
 
@@ -283,14 +306,19 @@ def _latency_phase(  # noqa: PLR0917 - one call site, every argument distinct
     workdir: Path,
     progress: Progress,
 ) -> dict[str, float]:
-    _say(f"latency: {opts.rate:,.0f} events/s for {opts.duration_s:.0f} s ...")
+    total_s = opts.warmup_s + opts.duration_s
+    _say(
+        f"latency: {opts.rate:,.0f} events/s for {total_s:.0f} s, "
+        f"the first {opts.warmup_s:.0f} s not measured ..."
+    )
+    since_ms = int((time.time() + opts.warmup_s) * 1000)
     with SwarmWatcher(bootstrap, swarms, workdir) as watcher:
         procs, outs = paced(
             bootstrap,
             reactions,
             workload,
             rate=opts.rate,
-            duration_s=opts.duration_s,
+            duration_s=total_s,
             workers=opts.producers,
             workdir=workdir,
         )
@@ -306,10 +334,11 @@ def _latency_phase(  # noqa: PLR0917 - one call site, every argument distinct
             time.sleep(0.5)
             progress.poll()
     received = load_receive_times(outs)
-    lat = event_latencies(received, watcher.arrivals())
+    lat = event_latencies(received, watcher.arrivals(), since_ms)
     produced = sum(len(v) for v in received.values())
-    _say(f"  produced {produced:,} events ({produced / opts.duration_s:,.0f}/s)")
+    _say(f"  produced {produced:,} events ({produced / total_s:,.0f}/s)")
     return {
+        "since_ms": since_ms,
         "events": len(lat.to_consumer),
         "unseen": lat.unseen,
         "c50": percentile(lat.to_consumer, 0.5),

@@ -21,11 +21,17 @@ def _row(counts: tuple[int, ...]) -> dict[str, object]:
     return row
 
 
-def _message(counts: tuple[int, ...], batch: int, emitted: int) -> dict[str, Any]:
+EPOCH = 1_763_999_000_000
+
+
+def _message(
+    counts: tuple[int, ...], batch: int, emitted: int, epoch: int = EPOCH
+) -> dict[str, Any]:
     return swarm_message(
         _row(counts),
         emojis=EMOJIS,
         batch_id=batch,
+        epoch_ms=epoch,
         divisor=1000,
         valence=DEFAULT_VALENCE,
         emitted_at_ms=emitted,
@@ -49,3 +55,11 @@ def test_same_batch_and_window_give_the_same_id() -> None:
     b = _message((1, 0, 0), batch=7, emitted=2)
     c = _message((1, 0, 0), batch=8, emitted=2)
     assert a["id"] == b["id"] < c["id"]
+
+
+def test_a_new_checkpoint_epoch_outranks_later_batches_of_the_old_one() -> None:
+    """Batch 0 of a fresh checkpoint still sorts after batch 500 of the previous one."""
+    old = _message((1, 0, 0), batch=500, emitted=1)
+    new = _message((1, 0, 0), batch=0, emitted=2, epoch=EPOCH + 60_000)
+    assert old["id"] < new["id"]
+    assert new["id"].startswith(f"{EPOCH + 60_000}.000000000000-")

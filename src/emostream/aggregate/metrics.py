@@ -1,52 +1,140 @@
 """Prometheus metrics of the aggregation, fed by a ``StreamingQueryListener`` in the driver.
 
-The backlog (offsets behind latest) is the aggregation's scaling signal: the Spark Kafka source
-commits no consumer-group offsets, so no external lag exporter can see it.
+Every series but ``emostream_aggregate_query_active`` carries the streaming query's name as
+``query``. The backlog (Kafka records not yet
+processed) is the aggregation's scaling signal: the Spark Kafka source commits no consumer-group
+offsets, so no external lag exporter can see it. Spark reports it only when a micro-batch ends,
+so :class:`BacklogProbe` also refreshes it from Kafka every few seconds; that way it keeps
+growing while the query is stopped, restarting or stuck in a long batch.
 """
 
 import logging
+import math
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
+import orjson
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Counter, Gauge, start_http_server
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
+from emostream.aggregate.transforms import INPUT_METRICS
+
 log = logging.getLogger(__name__)
 
+_Q = ("query",)
+# Unlabelled: the local stack's readiness probe looks for this exact sample.
 QUERY_ACTIVE = Gauge("emostream_aggregate_query_active", "1 while the streaming query runs.")
-INPUT_RATE = Gauge("emostream_aggregate_input_rows_per_second", "Rows/s arriving, last batch.")
-PROCESS_RATE = Gauge("emostream_aggregate_processed_rows_per_second", "Rows/s processed.")
-BATCH_DURATION = Gauge("emostream_aggregate_batch_duration_seconds", "Last micro-batch duration.")
-BACKLOG = Gauge(
-    "emostream_aggregate_offsets_behind_latest", "Kafka records not yet read (max per partition)."
+INPUT_RATE = Gauge(
+    "emostream_aggregate_input_rows_per_second", "Records/s arriving, last batch.", _Q
 )
-STATE_ROWS = Gauge("emostream_aggregate_state_rows", "Window state rows held.")
-ROWS = Counter("emostream_aggregate_input_rows", "Reactions read from Kafka.")
-LATE_ROWS = Counter("emostream_aggregate_late_rows", "Reactions dropped behind the watermark.")
-BATCHES = Counter("emostream_aggregate_batches", "Completed micro-batches.")
+PROCESS_RATE = Gauge(
+    "emostream_aggregate_processed_rows_per_second", "Records/s processed, last batch.", _Q
+)
+BATCH_DURATION = Gauge(
+    "emostream_aggregate_batch_duration_seconds", "Duration of the last micro-batch.", _Q
+)
+BACKLOG = Gauge(
+    "emostream_aggregate_offsets_behind_latest",
+    "Records in the reactions topic not yet processed, summed over partitions.",
+    _Q,
+)
+MAX_PARTITION_BACKLOG = Gauge(
+    "emostream_aggregate_max_offsets_behind_latest",
+    "Records not yet processed in the partition furthest behind.",
+    _Q,
+)
+WATERMARK = Gauge(
+    "emostream_aggregate_watermark_seconds", "Event-time watermark (epoch seconds).", _Q
+)
+STATE_ROWS = Gauge("emostream_aggregate_state_rows", "Open (stream, window) rows held.", _Q)
+ROWS = Counter("emostream_aggregate_input_rows", "Records read from Kafka.", _Q)
+INVALID = Counter(
+    "emostream_aggregate_invalid_records", "Records dropped as unparseable or incomplete.", _Q
+)
+FUTURE = Counter(
+    "emostream_aggregate_future_events",
+    "Reactions whose event time was too far ahead: clamped to receive time, or dropped.",
+    (*_Q, "action"),
+)
+LATE_ROWS = Counter(
+    "emostream_aggregate_late_rows",
+    "Reactions dropped by the watermark (their window had already closed).",
+    _Q,
+)
+BATCHES = Counter("emostream_aggregate_batches", "Completed micro-batches.", _Q)
+
+#: ``(query name, batch id) -> watermark ms`` of a micro-batch, read from its checkpoint.
+WatermarkLookup = Callable[[str, int], int | None]
+#: ``(topic, partition) -> offset``
+Offsets = dict[tuple[str, int], int]
+
+
+def _epoch_ms(iso: str | None) -> int:
+    if not iso:
+        return 0
+    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def _offsets(json_text: str | None) -> Offsets:
+    """A Kafka source offset as Spark reports it: ``{"topic": {"partition": offset}}``."""
+    if not json_text:
+        return {}
+    try:
+        decoded = orjson.loads(json_text)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(decoded, dict):
+        return {}
+    return {
+        (topic, int(p)): int(o)
+        for topic, parts in decoded.items()
+        if isinstance(parts, dict)
+        for p, o in parts.items()
+    }
+
+
+def records_behind(latest: Mapping[tuple[str, int], int], position: Offsets) -> list[int]:
+    """Per partition, how many records lie between ``position`` and ``latest``."""
+    return [max(0, latest[tp] - position.get(tp, 0)) for tp in latest]
+
+
+def late_events(window_ends: Any, watermark_ms: int) -> int:
+    """Events of a batch whose window ended at or before ``watermark_ms``.
+
+    ``window_ends`` is the batch's histogram of window ends (``x``) and event counts (``y``).
+    """
+    return round(sum(float(b["y"]) for b in window_ends or () if b["x"] <= watermark_ms))
 
 
 class ProgressListener(StreamingQueryListener):
-    """Copies each micro-batch's progress into the gauges and counters above."""
+    """Copies each micro-batch's progress into the metrics above, and remembers positions."""
+
+    def __init__(self, watermark_lookup: WatermarkLookup | None = None) -> None:
+        super().__init__()
+        self._lookup = watermark_lookup
+        self._lock = threading.Lock()
+        self._watermarks: dict[str, tuple[int, int]] = {}
+        self._positions: dict[str, Offsets] = {}
+
+    def positions(self) -> dict[str, Offsets]:
+        """Per query name, the end offsets of its last completed micro-batch."""
+        with self._lock:
+            return {name: dict(offsets) for name, offsets in self._positions.items()}
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's callback name
         """Mark the query active."""
         QUERY_ACTIVE.set(1)
 
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802 - Spark's callback name
-        """Record rates, duration, backlog and state size of the finished micro-batch."""
-        p = event.progress
-        BATCHES.inc()
-        ROWS.inc(p.numInputRows)
-        INPUT_RATE.set(p.inputRowsPerSecond or 0.0)
-        PROCESS_RATE.set(p.processedRowsPerSecond or 0.0)
-        BATCH_DURATION.set(p.batchDuration / 1000)
-        for state in p.stateOperators:
-            STATE_ROWS.set(state.numRowsTotal)
-            LATE_ROWS.inc(state.numRowsDroppedByWatermark)
-        for source in p.sources:
-            behind = (source.metrics or {}).get("maxOffsetsBehindLatest")
-            if behind is not None:
-                BACKLOG.set(float(behind))
+        """Record rates, duration, backlog, lateness and state size of the finished batch."""
+        try:
+            self._record(event.progress)
+        except Exception:  # a listener must never break the query: log instead
+            log.exception("could not record query progress")
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802 - Spark's callback name
         """Nothing to record while idle."""
@@ -55,8 +143,125 @@ class ProgressListener(StreamingQueryListener):
         """Mark the query stopped."""
         QUERY_ACTIVE.set(0)
 
+    def _record(self, p: Any) -> None:
+        name = p.name or str(p.id)
+        BATCHES.labels(name).inc()
+        ROWS.labels(name).inc(p.numInputRows)
+        INPUT_RATE.labels(name).set(_finite(p.inputRowsPerSecond))
+        PROCESS_RATE.labels(name).set(_finite(p.processedRowsPerSecond))
+        BATCH_DURATION.labels(name).set(p.batchDuration / 1000)
+        for state in p.stateOperators:
+            STATE_ROWS.labels(name).set(state.numRowsTotal)
+        self._record_backlog(name, p.sources)
+        watermark = _epoch_ms((p.eventTime or {}).get("watermark"))
+        WATERMARK.labels(name).set(watermark / 1000)
+        previous = self._previous_watermark(str(p.id), name, p.batchId, watermark)
+        observed = (p.observedMetrics or {}).get(INPUT_METRICS)
+        if observed is not None:
+            INVALID.labels(name).inc(observed["invalid"])
+            FUTURE.labels(name, "clamped").inc(observed["clamped"])
+            FUTURE.labels(name, "dropped").inc(observed["ahead"])
+            LATE_ROWS.labels(name).inc(late_events(observed["window_ends"], previous))
 
-def serve_metrics(port: int) -> None:
-    """Expose the metrics on ``port`` (all interfaces, so Prometheus can scrape the driver pod)."""
-    start_http_server(port)
+    def _record_backlog(self, name: str, sources: Any) -> None:
+        end: Offsets = {}
+        latest: Offsets = {}
+        for source in sources:
+            end.update(_offsets(source.endOffset))
+            latest.update(_offsets(source.latestOffset))
+        if not end:
+            return
+        with self._lock:
+            self._positions[name] = end
+        if not latest:  # a replayed batch reports no latest offsets; the probe fills in
+            return
+        behind = records_behind(latest, end)
+        BACKLOG.labels(name).set(sum(behind))
+        MAX_PARTITION_BACKLOG.labels(name).set(max(behind, default=0))
+
+    def _previous_watermark(self, query_id: str, name: str, batch_id: int, current: int) -> int:
+        """The watermark Spark filtered late events with: the previous micro-batch's."""
+        with self._lock:
+            last = self._watermarks.get(query_id)
+            self._watermarks[query_id] = (batch_id, current)
+        if batch_id == 0:
+            return 0
+        if last is not None and last[0] == batch_id - 1:
+            return last[1]
+        # The first batch after a (re)start: the previous batch ran in another run (or process).
+        found = self._lookup(name, batch_id - 1) if self._lookup is not None else None
+        return current if found is None else found
+
+
+def _finite(value: float | None) -> float:
+    return float(value) if value is not None and math.isfinite(value) else 0.0
+
+
+class BacklogProbe:
+    """Refreshes the backlog gauge from Kafka's latest offsets every ``interval_s`` seconds.
+
+    Positions come from the listener (the end offsets of each query's last completed batch),
+    so the probe measures exactly what a restarted query still has to read.
+    """
+
+    def __init__(self, bootstrap_servers: str, listener: ProgressListener, interval_s: float):
+        self._bootstrap = bootstrap_servers
+        self._listener = listener
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="backlog-probe", daemon=True)
+        self._consumer: Consumer | None = None
+
+    def start(self) -> None:
+        """Start probing in a daemon thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop probing and close the Kafka client."""
+        self._stop.set()
+        self._thread.join(timeout=self._interval_s + 10)
+
+    def refresh(self) -> None:
+        """Set every known query's backlog from Kafka's current latest offsets."""
+        for name, position in self._listener.positions().items():
+            latest = self._latest(position)
+            if latest:
+                behind = records_behind(latest, position)
+                BACKLOG.labels(name).set(sum(behind))
+                MAX_PARTITION_BACKLOG.labels(name).set(max(behind, default=0))
+
+    def _latest(self, position: Offsets) -> Offsets:
+        if self._consumer is None:
+            self._consumer = Consumer(
+                {
+                    "bootstrap.servers": self._bootstrap,
+                    "group.id": "emostream-aggregate-backlog-probe",
+                    "enable.auto.commit": False,
+                }
+            )
+        latest: Offsets = {}
+        try:
+            for topic, partition in position:
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=5, cached=False
+                )
+                latest[(topic, partition)] = high
+        except KafkaException as exc:
+            log.warning("could not read latest offsets", extra={"error": str(exc)})
+            return {}
+        return latest
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self._interval_s):
+                self.refresh()
+        finally:
+            if self._consumer is not None:
+                self._consumer.close()
+
+
+def serve_metrics(port: int, addr: str = "0.0.0.0") -> WSGIServer:
+    """Expose the metrics on ``port`` (all interfaces by default: Prometheus scrapes the pod)."""
+    server, _thread = start_http_server(port, addr)
     log.info("metrics endpoint up", extra={"port": port})
+    return server

@@ -1,5 +1,7 @@
 """Settings of the aggregation job."""
 
+from typing import Literal
+
 from pydantic import Field
 
 from emostream.common.settings import CommonSettings
@@ -11,16 +13,46 @@ class AggregateSettings(CommonSettings):
     spark_master: str = Field("local[2]", description="Spark master; local[*] on a laptop.")
     spark_jars: str = Field("", description="Comma-separated jar paths (the Kafka connector).")
     spark_driver_memory: str = Field("1g", description="Driver JVM heap in local mode.")
-    shuffle_partitions: int = Field(4, ge=1, description="State partitions; small in local mode.")
+    shuffle_partitions: int = Field(
+        2,
+        ge=1,
+        description="State partitions: one task each per micro-batch. One per core in local "
+        "mode; fixed by the checkpoint (a new value needs a new checkpoint).",
+    )
+    state_store: Literal["hdfs", "rocksdb"] = Field(
+        "hdfs",
+        description="Window state store: Spark's default (state in the JVM heap, one delta file "
+        "per partition and batch), or RocksDB with changelog checkpointing (state off-heap; "
+        "for a very large number of open windows).",
+    )
     checkpoint_location: str = Field(
         ".emostream/checkpoints/aggregate",
-        description="Where offsets and window state are checkpointed (path or s3a:// URL).",
+        description="Where offsets and window state are checkpointed: a local or mounted "
+        "path, or a Hadoop URL (s3a://bucket/path, hdfs://...).",
     )
     window_s: float = Field(2.0, gt=0, description="Tumbling event-time window length.")
     watermark_s: float = Field(2.0, ge=0, description="How late an event may be and still count.")
-    trigger_ms: int = Field(500, ge=50, description="Micro-batch interval: the update latency.")
+    max_future_skew_s: float = Field(
+        1.0,
+        ge=0,
+        description="An event time this far ahead of its receive time is replaced by the "
+        "receive time; a reaction still ahead of the micro-batch's clock by more is dropped. "
+        "Keep it well below watermark_s: the watermark follows the largest event time seen.",
+    )
+    trigger_ms: int = Field(500, ge=0, description="Micro-batch interval: the update latency.")
     max_offsets_per_trigger: int = Field(
-        200_000, ge=1, description="Upper bound on events read per micro-batch."
+        500_000,
+        ge=1,
+        description="Upper bound on events read per micro-batch. Only a backlog reaches it; "
+        "larger batches spread each batch's fixed cost over more events and catch up faster.",
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        0,
+        ge=0,
+        le=500,
+        description="fetch.max.wait.ms of the source's Kafka consumers. Each task's consumer "
+        "prefetches past the batch's last offset and the next batch waits for that fetch, so "
+        "Kafka's default (500 ms) delays every small batch.",
     )
     starting_offsets: str = Field(
         "earliest",
@@ -28,4 +60,16 @@ class AggregateSettings(CommonSettings):
         description="Where a query without a checkpoint starts; earliest loses nothing.",
     )
     metrics_port: int = Field(9108, ge=1, le=65535, description="Prometheus endpoint port.")
+    backlog_probe_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often the backlog gauge is refreshed from Kafka between micro-batches "
+        "(so it keeps growing while the query is stopped or stuck).",
+    )
+    stop_grace_s: float = Field(
+        20.0,
+        ge=0,
+        description="On SIGTERM, how long to wait for the running micro-batch to finish before "
+        "interrupting it.",
+    )
     query_name: str = Field("emostream-swarms", description="Streaming query name.")

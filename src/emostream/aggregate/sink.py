@@ -2,8 +2,12 @@
 
 Runs in the driver through ``foreachBatch``. A micro-batch is flushed to Kafka before the call
 returns, so Spark only commits the batch once its swarms are durable; if the driver dies first,
-Spark replays the batch with the same id and the same rows, producing the same swarm ids, which
-the fanout delivers once.
+Spark replays the batch with the same id and the same rows, producing the same swarm ids (the
+checkpoint's epoch is part of them), which the fanout delivers once.
+
+One micro-batch's output is one row per (stream, window) it touched, so collecting it into the
+driver is cheap, and it runs the query's only Spark job: the Kafka read, the aggregation and the
+state update all happen inside this ``collect``.
 """
 
 import logging
@@ -27,8 +31,9 @@ _SNAPSHOT_TTL_S = 3600
 class SwarmSink:
     """The ``foreachBatch`` target; clients are created on first use, in the driver."""
 
-    def __init__(self, settings: AggregateSettings) -> None:
+    def __init__(self, settings: AggregateSettings, epoch_ms: int) -> None:
         self.settings = settings
+        self.epoch_ms = epoch_ms
         self._producer: Producer | None = None
         self._redis: redis.Redis | None = None
         self._errors: list[KafkaError] = []
@@ -56,12 +61,14 @@ class SwarmSink:
         if not rows:
             return
         s = self.settings
+        emojis = s.emojis
         emitted = now_ms()
         messages = [
             swarm_message(
                 r.asDict(),
-                emojis=s.emojis,
+                emojis=emojis,
                 batch_id=batch_id,
+                epoch_ms=self.epoch_ms,
                 divisor=s.swarm_divisor,
                 valence=s.emoji_valence,
                 emitted_at_ms=emitted,

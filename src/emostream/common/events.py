@@ -42,13 +42,20 @@ class Reaction:
         return cls(d["id"], d["stream_id"], d["user_id"], d["emoji"], d["ts"], d["rts"])
 
 
-def swarm_id(batch_id: int, window_start_ms: int) -> str:
+def swarm_id(batch_id: int, window_start_ms: int, epoch_ms: int = 0) -> str:
     """An id ordered per stream and identical when the same micro-batch is written again.
 
     Micro-batch ids grow monotonically and a replayed batch keeps its id, so ordering by batch
     first, then window start, gives the emission order; fixed width makes string order match.
+
+    Batch ids restart from 0 when the aggregation starts over with a new checkpoint, so the
+    aggregation prefixes them with ``epoch_ms``: the creation time of its checkpoint, the same
+    for every restart from that checkpoint and greater for any later one
+    (``<epoch, 13 digits>.<batch, 12 digits>-<window start, 13 digits>``). Without an epoch the
+    id is the bare ``<batch>-<window start>``, which sorts before every epoch-prefixed id.
     """
-    return f"{batch_id:012d}-{window_start_ms:013d}"
+    core = f"{batch_id:012d}-{window_start_ms:013d}"
+    return f"{epoch_ms:013d}.{core}" if epoch_ms else core
 
 
 def iso_utc(epoch_ms: int) -> str:

@@ -1,0 +1,101 @@
+"""The progress listener's arithmetic: backlog, late events, the watermark Spark filtered with."""
+
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from prometheus_client import REGISTRY
+
+from emostream.aggregate.metrics import ProgressListener, late_events, records_behind
+from emostream.aggregate.transforms import INPUT_METRICS
+from emostream.common.events import iso_utc
+
+T0 = 1_764_000_000_000
+
+
+def _progress(name: str, batch: int, watermark: int, **kw: Any) -> SimpleNamespace:
+    end = kw.get("end", {"r": {"0": 10, "1": 20}})
+    latest = kw.get("latest", end)
+    observed = {
+        "records": 5,
+        "invalid": kw.get("invalid", 0),
+        "clamped": 0,
+        "ahead": 0,
+        "window_ends": kw.get("window_ends", []),
+    }
+    return SimpleNamespace(
+        name=name,
+        id="query-id-" + name,
+        batchId=batch,
+        numInputRows=5,
+        inputRowsPerSecond=float("nan"),
+        processedRowsPerSecond=10.0,
+        batchDuration=300,
+        stateOperators=[SimpleNamespace(numRowsTotal=7)],
+        sources=[
+            SimpleNamespace(
+                endOffset=orjson.dumps(end).decode(), latestOffset=orjson.dumps(latest).decode()
+            )
+        ],
+        eventTime={"watermark": iso_utc(watermark)},
+        observedMetrics={INPUT_METRICS: observed},
+    )
+
+
+def _value(metric: str, name: str) -> float:
+    return REGISTRY.get_sample_value(metric, {"query": name}) or 0.0
+
+
+def test_late_events_are_those_whose_window_ended_by_the_watermark() -> None:
+    """A window ending exactly at the watermark is closed; one ending after it is open."""
+    bins = [{"x": T0, "y": 3.0}, {"x": T0 + 2000, "y": 4.0}, {"x": T0 + 4000, "y": 1.0}]
+    assert late_events(bins, T0 + 2000) == 7
+    assert late_events(bins, T0 - 1) == 0
+    assert late_events(None, T0) == 0
+
+
+def test_backlog_is_the_records_between_position_and_latest() -> None:
+    """Per partition, never negative; a partition not yet read counts from zero."""
+    latest = {("r", 0): 100, ("r", 1): 50, ("r", 2): 7}
+    assert records_behind(latest, {("r", 0): 90, ("r", 1): 60}) == [10, 0, 7]
+
+
+def test_listener_filters_late_events_with_the_previous_batchs_watermark() -> None:
+    """Spark drops events whose window ended by the previous batch's watermark, not this one's."""
+    lookups: list[int] = []
+
+    def lookup(_name: str, batch: int) -> int:
+        lookups.append(batch)
+        return T0 + 2000
+
+    listener = ProgressListener(lookup)
+    name = "metrics_unit_late"
+    bins = [{"x": T0 + 2000, "y": 2.0}, {"x": T0 + 4000, "y": 5.0}]
+    # First batch of this run: the previous watermark comes from the checkpoint.
+    listener.onQueryProgress(
+        SimpleNamespace(progress=_progress(name, 8, T0 + 4000, window_ends=bins))
+    )
+    assert lookups == [7]
+    assert _value("emostream_aggregate_late_rows_total", name) == 2
+    # Next batch: the previous batch's watermark (T0 + 4000) is known in memory.
+    listener.onQueryProgress(
+        SimpleNamespace(progress=_progress(name, 9, T0 + 6000, window_ends=bins))
+    )
+    assert lookups == [7]
+    assert _value("emostream_aggregate_late_rows_total", name) == 2 + 7
+
+
+def test_listener_records_backlog_rates_and_positions() -> None:
+    """Backlog sums the partitions; a NaN rate becomes 0; positions feed the backlog probe."""
+    listener = ProgressListener()
+    name = "metrics_unit_backlog"
+    p = _progress(
+        name, 0, 0, end={"r": {"0": 10, "1": 20}}, latest={"r": {"0": 15, "1": 40}}, invalid=2
+    )
+    listener.onQueryProgress(SimpleNamespace(progress=p))
+    assert _value("emostream_aggregate_offsets_behind_latest", name) == 25
+    assert _value("emostream_aggregate_max_offsets_behind_latest", name) == 20
+    assert _value("emostream_aggregate_input_rows_per_second", name) == 0
+    assert _value("emostream_aggregate_invalid_records_total", name) == 2
+    assert _value("emostream_aggregate_state_rows", name) == 7
+    assert listener.positions()[name] == {("r", 0): 10, ("r", 1): 20}
