@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart lint typecheck images bench-ingest bench-aggregate clean
+.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart lint typecheck images bench-ingest bench-aggregate load clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -82,6 +82,11 @@ bench-ingest: system-deps venv ## ingest throughput vs. a bare Flask ceiling, ag
 
 bench-aggregate: system-deps venv ## aggregation throughput and event -> swarm latency vs. a plain consumer
 	$(BIN)/python -m bench.aggregate $(BENCH_ARGS)
+
+USERS ?= 100
+RUN_TIME ?= 2m
+load: up ## Locust, headless, against the local stack for RUN_TIME with USERS; report and plots in reports/
+	$(BIN)/python -m emostream.loadgen --users $(USERS) --run-time $(RUN_TIME) $(LOAD_ARGS)
 
 ROLES ?=
 images: ## build the container images offline (all roles, or ROLES="ingest fanout")

@@ -1,6 +1,8 @@
 """The whole pipeline over real sockets: HTTP ingest -> Kafka -> Spark -> Kafka -> SSE fanout."""
 
+import csv
 import math
+import pathlib
 import threading
 import time
 import uuid
@@ -11,6 +13,7 @@ import requests
 from pyspark.sql.streaming.query import StreamingQuery
 
 from emostream.client import EmostreamClient
+from emostream.loadgen.run import main as load_main
 from emostream.localstack import checks
 from emostream.localstack.process import ProcessDir
 from emostream.localstack.stack import gunicorn_command
@@ -123,3 +126,19 @@ def test_sse_frames_follow_the_contract(client: EmostreamClient, stream: str) ->
     assert lines[-3].startswith("id: ")
     assert lines[-2] == "event: swarm"
     assert '"stream_id"' in lines[-1]
+
+
+def test_load_run_writes_report_csvs_and_plots(
+    client: EmostreamClient, tmp_path: pathlib.Path
+) -> None:
+    """``make load``'s runner drives both services with Locust and writes its whole report."""
+    out = tmp_path / "load"
+    args = ["--host", client.ingest_url, "--fanout-url", client.fanout_url, "--users", "8"]
+    args += ["--spawn-rate", "8", "--run-time", "15s", "--out", str(out)]
+    assert load_main(args) == 0, "Locust counted failed requests"
+    with (out / "locust_stats.csv").open(newline="") as f:
+        sent = {r["Name"]: int(r["Request Count"]) for r in csv.DictReader(f)}
+    assert sent["/send_emoji"] > 0
+    assert sent["/v1/streams/[id]/reactions"] > 0
+    for name in ("report.html", "throughput.png", "latency.png", "users.png"):
+        assert (out / name).stat().st_size > 1000, name

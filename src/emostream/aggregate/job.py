@@ -19,6 +19,7 @@ from emostream.aggregate.metrics import BacklogProbe, ProgressListener, serve_me
 from emostream.aggregate.settings import AggregateSettings
 from emostream.aggregate.sink import SwarmSink
 from emostream.aggregate.transforms import swarm_updates
+from emostream.aggregate.warmup import warm_up
 from emostream.common.logging import configure_logging
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, request_stop)
     spark = build_session(settings)
     spark.sparkContext.setLogLevel("WARN")
+    warm_up(spark, settings)
     checkpoint = Checkpoint(spark, settings.checkpoint_location)
     listener = ProgressListener(lambda _name, batch: checkpoint.batch_watermark_ms(batch))
     spark.streams.addListener(listener)

@@ -73,3 +73,13 @@ class AggregateSettings(CommonSettings):
         "interrupting it.",
     )
     query_name: str = Field("emostream-swarms", description="Streaming query name.")
+    warm_up_batches: int = Field(
+        3,
+        ge=0,
+        description="Micro-batches of synthetic reactions run through the query's plan before "
+        "the real query starts (0: none), so the first real reactions are not slowed by code "
+        "generation and JIT compilation.",
+    )
+    warm_up_timeout_s: float = Field(
+        60.0, gt=0, description="Longest warm-up; the job starts anyway when it runs out."
+    )
