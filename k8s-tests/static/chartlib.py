@@ -593,13 +593,10 @@ def exported_metrics() -> set[str]:
     from prometheus_client import REGISTRY  # noqa: PLC0415 - only this needs them
 
     import emostream.aggregate.metrics  # noqa: F401, PLC0415 - registers the driver's metrics
-    from emostream.fanout._hub import Hub  # noqa: PLC0415
     from emostream.fanout._metrics import FanoutMetrics  # noqa: PLC0415
     from emostream.ingest._metrics import IngestMetrics  # noqa: PLC0415
 
     fanout = FanoutMetrics()
-    hub = Hub(replay_window_s=60, replay_max_per_stream=8, queue_size=8, max_subscribers=8)
-    fanout.track(hub, lambda: None, lambda: False)
     series: set[str] = set()
     for registry in (IngestMetrics().registry, fanout.registry, REGISTRY):
         for family in registry.collect():

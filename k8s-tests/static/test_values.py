@@ -82,6 +82,10 @@ def test_schema_rejects_a_broken_value_with_a_clear_message(
             "aggregate.dynamicAllocation needs minExecutors <= initialExecutors <= maxExecutors"
             " (got 4, 1, 6)",
         ),
+        (
+            ["fanout.config.drain_s=8"],
+            "fanout.config.graceful_timeout_s must be at least fanout.config.drain_s + 4 (12)",
+        ),
         (["fanout.config.workers=2"], "fanout.config.workers > 1 with autoscaling"),
         (
             ["autoscaling.fanout.connectionsPerPod=6000"],

@@ -1,4 +1,5 @@
-"""The ``emostream`` command: run the local stack, generate reactions, listen to a stream."""
+"""The ``emostream`` command: run the local stack, generate reactions, listen to a stream, mint
+viewer tokens."""
 
 import argparse
 import os
@@ -56,6 +57,18 @@ def _listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    from emostream.fanout._tokens import mint_token  # noqa: PLC0415
+    from emostream.fanout.settings import FanoutSettings  # noqa: PLC0415
+
+    secret = FanoutSettings().viewer_token_secret
+    if secret is None:
+        print("emostream: error: set EMOSTREAM_VIEWER_TOKEN_SECRET", file=sys.stderr)
+        return 1
+    print(mint_token(secret.get_secret_value().encode(), args.stream, ttl_s=args.ttl))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emostream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
     listen.add_argument("stream")
     listen.add_argument("--fanout-url", default="http://127.0.0.1:8080")
     listen.set_defaults(func=_listen)
+
+    token = sub.add_parser(
+        "token", help="print a signed viewer token (secret: EMOSTREAM_VIEWER_TOKEN_SECRET)"
+    )
+    token.add_argument("stream")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid")
+    token.set_defaults(func=_token)
     return parser
 
 

@@ -36,3 +36,8 @@ def make_swarm(stream_id: str, batch: int, **kwargs: Any) -> Swarm:
     """The fanout's view of :func:`swarm_message`, emitted at a fixed time so it compares equal."""
     kwargs.setdefault("emitted_at", BASE_MS)
     return Swarm.decode(encode_json(swarm_message(stream_id, batch, **kwargs)), fallback_time_ms=0)
+
+
+def with_viewers(message: dict[str, Any], viewers: int) -> dict[str, Any]:
+    """``message`` as a viewer receives it: unchanged but for the stream's viewer count."""
+    return {**message, "viewers": viewers}

@@ -1,5 +1,7 @@
 """The HTTP layer of fanout, with the hub fed by the test instead of Kafka."""
 
+import random
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
@@ -10,11 +12,13 @@ from flask.testing import FlaskClient
 from emostream.fanout._runtime import FanoutRuntime
 from emostream.fanout.app import create_app, runtime_of
 from emostream.fanout.settings import FanoutSettings
+from tests.conftest import wait_until
 from tests.fanout.swarms import make_swarm
 
 
 def make_app(**overrides: Any) -> Flask:
     """An app without Kafka or Redis."""
+    overrides.setdefault("presence_enabled", False)
     settings = FanoutSettings(snapshot_from_redis=False, **overrides)
     return create_app(settings, connect_upstream=False)
 
@@ -73,7 +77,7 @@ def test_live_swarm_is_written_as_one_sse_frame(
         feed.next_chunk()
         swarm = make_swarm("s1", 1)
         runtime.hub.publish(swarm)
-        assert feed.next_chunk() == swarm.frame
+        assert feed.next_chunk() == swarm.render(1)[1]
     finally:
         feed.close()
     assert runtime.hub.connections()["sse"] == 0
@@ -88,7 +92,10 @@ def test_last_event_id_header_replays_the_missed_swarms(
         runtime.hub.publish(s)
     feed = Feed(client, "/v1/streams/s1/events", {"Last-Event-ID": swarms[0].id})
     try:
-        assert feed.next_chunk() == b"retry: 2000\n\n" + swarms[1].frame + swarms[2].frame
+        assert (
+            feed.next_chunk()
+            == b"retry: 2000\n\n" + swarms[1].render(1)[1] + swarms[2].render(1)[1]
+        )
     finally:
         feed.close()
 
@@ -102,7 +109,7 @@ def test_last_event_id_query_parameter_is_honoured(
         runtime.hub.publish(s)
     feed = Feed(client, f"/v1/streams/s1/events?last_event_id={swarms[0].id}")
     try:
-        assert feed.next_chunk().endswith(swarms[1].frame)
+        assert feed.next_chunk().endswith(swarms[1].render(1)[1])
     finally:
         feed.close()
 
@@ -113,7 +120,7 @@ def test_new_viewer_gets_the_latest_snapshot(client: FlaskClient, runtime: Fanou
         runtime.hub.publish(make_swarm("s1", b))
     feed = Feed(client, "/v1/streams/s1/events")
     try:
-        assert feed.next_chunk() == b"retry: 2000\n\n" + make_swarm("s1", 2).frame
+        assert feed.next_chunk() == b"retry: 2000\n\n" + make_swarm("s1", 2).render(1)[1]
     finally:
         feed.close()
 
@@ -210,7 +217,7 @@ def test_watch_page_is_served_with_a_strict_policy(client: FlaskClient) -> None:
     assert resp.mimetype == "text/html"
     assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
     page = resp.get_data(as_text=True)
-    assert '<script src="/static/watch.js"' in page
+    assert 'src="/static/watch.js"' in page
     assert client.get("/static/watch.js").status_code == 200
     assert client.get("/static/watch.css").status_code == 200
 
@@ -228,17 +235,129 @@ def test_health_ready_and_metrics(client: FlaskClient) -> None:
         "emostream_fanout_slow_client_disconnects_total",
         "emostream_fanout_delivery_lag_seconds_bucket",
         "emostream_fanout_upstream_messages_consumed_total",
+        "emostream_fanout_upstream_lag_messages",
+        "emostream_fanout_upstream_last_swarm_lag_seconds",
+        "emostream_fanout_write_failures_total",
+        "emostream_fanout_presence_refresh_failures_total",
+        "emostream_fanout_stream_subscriptions",
+        "emostream_fanout_max_stream_viewers",
+        "emostream_fanout_draining 0.0",
+        'emostream_fanout_feeds_ended_total{reason="overflow",transport="ws"}',
     ):
         assert name in text
 
 
 def test_cors_allows_only_configured_origins() -> None:
-    """Feeds carry Access-Control-Allow-Origin for listed origins only."""
+    """A listed origin gets the CORS headers on a feed; an unlisted one gets none."""
     client = make_app(cors_allowed_origins=["https://tv.example"]).test_client()
-    allowed = client.get("/healthz", headers={"Origin": "https://tv.example"})
-    assert allowed.headers["Access-Control-Allow-Origin"] == "https://tv.example"
+    allowed = client.get(
+        "/v1/streams/s1/events", headers={"Origin": "https://tv.example"}, buffered=False
+    )
+    try:
+        assert allowed.headers["Access-Control-Allow-Origin"] == "https://tv.example"
+        assert "Last-Event-ID" in allowed.headers["Access-Control-Allow-Headers"]
+        assert "Origin" in allowed.headers["Vary"]
+    finally:
+        allowed.close()
     other = client.get("/healthz", headers={"Origin": "https://evil.example"})
-    assert "Access-Control-Allow-Origin" not in other.headers
+    assert other.status_code == 200
+    assert not [h for h, _ in other.headers.items() if h.startswith("Access-Control-")]
+    assert "Origin" in other.headers["Vary"]
+
+
+def test_cors_preflight_is_answered_for_listed_origins_only() -> None:
+    """OPTIONS with Access-Control-Request-* gets the allowed method and headers."""
+    client = make_app(cors_allowed_origins=["https://tv.example"]).test_client()
+    headers = {
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "last-event-id",
+    }
+    ok = client.options(
+        "/v1/streams/s1/events", headers={**headers, "Origin": "https://tv.example"}
+    )
+    assert ok.status_code == 200
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://tv.example"
+    assert "GET" in ok.headers["Access-Control-Allow-Methods"]
+    assert "last-event-id" in ok.headers["Access-Control-Allow-Headers"].lower()
+    assert int(ok.headers["Access-Control-Max-Age"]) > 0
+    denied = client.options(
+        "/v1/streams/s1/events", headers={**headers, "Origin": "https://evil.example"}
+    )
+    assert "Access-Control-Allow-Origin" not in denied.headers
+
+
+def test_any_origin_with_a_star() -> None:
+    """["*"] lets every origin read the feeds."""
+    client = make_app(cors_allowed_origins=["*"]).test_client()
+    resp = client.get("/healthz", headers={"Origin": "https://anywhere.example"})
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://anywhere.example"
+
+
+def test_without_an_allow_list_no_cors_headers_at_all() -> None:
+    """The default (empty list) adds nothing: the viewer page is same-origin."""
+    resp = make_app().test_client().get("/healthz", headers={"Origin": "https://tv.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+def test_settings_keep_the_drain_inside_the_graceful_timeout() -> None:
+    """A drain that gunicorn would cut short (SIGKILL mid-drain) is refused at start-up."""
+    with pytest.raises(ValueError, match="graceful_timeout_s"):
+        FanoutSettings(drain_s=9, graceful_timeout_s=10)
+    assert FanoutSettings(drain_s=5, graceful_timeout_s=10).drain_s == 5
+
+
+def test_settings_keep_presence_entries_alive_between_refreshes() -> None:
+    """An entry TTL shorter than two refreshes would flicker live workers out of the count."""
+    with pytest.raises(ValueError, match="presence_ttl_s"):
+        FanoutSettings(presence_refresh_s=2, presence_ttl_s=3)
+
+
+def test_drain_refuses_new_feeds_and_ends_open_ones_spread_over_the_period() -> None:
+    """During a drain new feeds and readyz get 503 + Retry-After; open feeds end one by one."""
+    app = make_app(busy_retry_after_s=3)
+    runtime = runtime_of(app)
+    client = app.test_client()
+    feeds = [Feed(client, f"/v1/streams/s{i % 2}/events") for i in range(6)]
+    for feed in feeds:
+        feed.next_chunk()
+    checked = threading.Event()
+    moments: list[float] = []
+    open_at_each_end: list[int] = []
+
+    def sleep(seconds: float) -> None:
+        """Stands in for the clock: records when each feed would end."""
+        checked.wait(5)
+        moments.append((moments[-1] if moments else 0.0) + seconds)
+        open_at_each_end.append(sum(runtime.hub.connections().values()))
+
+    drainer = threading.Thread(
+        target=runtime.drain, args=(5.0,), kwargs={"rng": random.Random(7), "sleep": sleep}
+    )
+    drainer.start()
+    try:
+        wait_until(lambda: runtime.draining, "drain to start", 5)
+        refused = client.get("/v1/streams/s1/events")
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "3"
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "draining" in ready.get_json(force=True)["detail"]
+    finally:
+        checked.set()
+        drainer.join(5)
+    for feed in feeds:
+        with pytest.raises(StopIteration):
+            feed.next_chunk()
+        feed.close()
+    # One end per moment, each at its own uniformly drawn moment of the period, in order.
+    same_draws = random.Random(7)
+    assert moments == pytest.approx(sorted(same_draws.uniform(0, 5.0) for _ in range(6)))
+    assert len(set(moments)) == 6
+    assert open_at_each_end == [6, 5, 4, 3, 2, 1]
+    assert runtime.hub.stats.ended["sse", "drain"] == 6
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "emostream_fanout_draining 1.0" in text
+    assert 'emostream_fanout_feeds_ended_total{reason="drain",transport="sse"} 6.0' in text
 
 
 def test_settings_refuse_a_heartbeat_beyond_the_contract() -> None:

@@ -1,5 +1,6 @@
 """Swarm validation and the per-stream replay buffer."""
 
+import orjson
 import pytest
 
 from emostream.common.errors import InvalidEventError
@@ -10,11 +11,22 @@ from tests.fanout.swarms import BASE_MS, make_swarm, swarm_message
 
 
 def test_swarm_is_encoded_once_for_both_transports() -> None:
-    """A decoded swarm carries its compact JSON text and its complete SSE frame."""
+    """A decoded swarm renders one JSON text with viewers added, and its complete SSE frame."""
     swarm = make_swarm("s", 7)
     assert swarm.text.startswith('{"id":"000000000007-')
-    assert swarm.frame == f"id: {swarm.id}\nevent: swarm\ndata: {swarm.text}\n\n".encode()
+    text, frame = swarm.render(12)
+    assert orjson.loads(text) == {**orjson.loads(swarm.text), "viewers": 12}
+    assert frame == f"id: {swarm.id}\nevent: swarm\ndata: {text}\n\n".encode()
+    assert swarm.render(12)[0] is text
     assert swarm.time_ms == swarm.emitted_at_ms
+
+
+def test_rendering_keeps_the_kafka_json_and_replaces_an_upstream_viewers_member() -> None:
+    """Only "viewers" differs from the Kafka message; a stale upstream value is replaced."""
+    msg = {**swarm_message("s", 3), "viewers": 999}
+    swarm = Swarm.decode(encode_json(msg), fallback_time_ms=0)
+    assert orjson.loads(swarm.render(0)[0]) == {**msg, "viewers": 0}
+    assert orjson.loads(swarm.render(5)[0]) == {**msg, "viewers": 5}
 
 
 def test_swarm_without_emitted_at_uses_the_fallback_time() -> None:

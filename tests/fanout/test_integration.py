@@ -1,7 +1,6 @@
 """Fanout under real gunicorn (gevent worker) reading a real Kafka topic, over real sockets."""
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,28 +12,15 @@ import requests
 from confluent_kafka import Producer
 from simple_websocket import Client as WebSocketClient
 
-from emostream.client import EmostreamClient, SSEEvent, SSEParser
+from emostream.client import EmostreamClient
 from emostream.common.events import encode_json
 from emostream.common.keys import latest_swarm_key
-from emostream.localstack import checks
 from emostream.localstack.process import ProcessDir
-from emostream.localstack.stack import gunicorn_command
-from tests.conftest import ROOT, Topics, free_port, wait_until
-from tests.fanout.swarms import swarm_message
+from tests.conftest import Topics, wait_until
+from tests.fanout.live import RawFeed, produce, start_fanout
+from tests.fanout.swarms import swarm_message, with_viewers
 
 pytestmark = pytest.mark.integration
-
-#: Short heartbeats so that idle feeds and closed connections are noticed quickly.
-SERVER_ENV = {"EMOSTREAM_HEARTBEAT_S": "1", "EMOSTREAM_GRACEFUL_TIMEOUT_S": "10"}
-
-
-def start_fanout(processes: ProcessDir, name: str, env: dict[str, str]) -> str:
-    """Serve fanout under gunicorn's gevent worker on a free loopback port; returns its URL."""
-    port = free_port()
-    processes.start(name, gunicorn_command("fanout", port, "gevent"), {**env, **SERVER_ENV}, ROOT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: checks.http_ok(f"{url}/readyz"), f"fanout server {name}", 60)
-    return url
 
 
 @pytest.fixture(scope="module")
@@ -44,68 +30,9 @@ def fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
     processes.stop("fanout-it", grace_s=15)
 
 
-@pytest.fixture(scope="module")
-def producer(kafka_bootstrap: str) -> Producer:
-    """A producer writing swarm messages the way the aggregation does (keyed by stream)."""
-    return Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 0})
-
-
-@pytest.fixture
-def stream() -> str:
-    """A stream id no other test uses."""
-    return f"it-{uuid.uuid4().hex[:10]}"
-
-
-def produce(producer: Producer, topic: str, messages: list[dict[str, Any]]) -> None:
-    """Write ``messages`` to ``topic`` and wait until Kafka has them."""
-    for msg in messages:
-        producer.produce(topic, key=msg["stream_id"].encode(), value=encode_json(msg))
-    assert producer.flush(10) == 0
-
-
-class RawFeed:
-    """An SSE response read with the SDK's parser, keeping the raw text for framing checks."""
-
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
-        self.response = requests.get(url, headers=headers or {}, stream=True, timeout=(5, 10))
-        self.parser = SSEParser()
-        self.text = ""
-        self.ended = False
-
-    def read(self, count: int, within_s: float = 15) -> list[SSEEvent]:
-        """Read until ``count`` events arrived (fails after ``within_s``)."""
-        events: list[SSEEvent] = []
-        deadline = time.monotonic() + within_s
-        while len(events) < count:
-            assert time.monotonic() < deadline, f"only {len(events)} of {count} events arrived"
-            events += self._chunk()
-            assert not self.ended, "feed ended early"
-        return events
-
-    def read_for(self, seconds: float) -> list[SSEEvent]:
-        """Every event arriving within ``seconds`` (heartbeats keep reads short)."""
-        events: list[SSEEvent] = []
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not self.ended:
-            events += self._chunk()
-        return events
-
-    def wait_open(self) -> None:
-        """Read the retry hint: once it arrived the server has registered this viewer."""
-        while self.parser.retry_ms is None:
-            assert not self._chunk(), "no event expected before the retry hint"
-            assert not self.ended
-
-    def _chunk(self) -> list[SSEEvent]:
-        chunk = self.response.raw.read1(65536)
-        if not chunk:
-            self.ended = True
-            return []
-        self.text += chunk.decode()
-        return self.parser.feed(chunk)
-
-    def close(self) -> None:
-        self.response.close()
+def ws_connections(base_url: str) -> int:
+    """WebSocket feeds the server has open, as /readyz reports them."""
+    return int(requests.get(f"{base_url}/readyz", timeout=5).json()["connections"]["ws"])
 
 
 def test_sse_feed_follows_the_contract(fanout: str, producer: Producer, topics: Topics) -> None:
@@ -126,8 +53,9 @@ def test_sse_feed_follows_the_contract(fanout: str, producer: Producer, topics: 
         feed.close()
     assert [e.event for e in events] == ["swarm"] * 3
     assert [e.id for e in events] == [m["id"] for m in messages]
-    assert [orjson.loads(e.data) for e in events] == messages
-    first = messages[0]
+    # Exactly what Kafka holds, plus the viewer count (this feed is the stream's only viewer).
+    assert [orjson.loads(e.data) for e in events] == [with_viewers(m, 1) for m in messages]
+    first = with_viewers(messages[0], 1)
     assert f"id: {first['id']}\nevent: swarm\ndata: {encode_json(first).decode()}\n\n" in feed.text
 
 
@@ -200,7 +128,7 @@ def test_sdk_receives_swarms_in_order(
     produce(producer, topics.swarms, messages[:2])
     produce(producer, topics.swarms, [messages[1], *messages[2:]])
     assert done.wait(20), f"received only {received}"
-    assert received == messages
+    assert received == [with_viewers(m, 1) for m in messages]
 
 
 def test_websocket_carries_the_same_json(
@@ -215,10 +143,12 @@ def test_websocket_carries_the_same_json(
         texts = [ws.receive(timeout=15), ws.receive(timeout=15)]
     finally:
         ws.close()
-    assert texts == [encode_json(m).decode() for m in messages]
+    assert texts == [encode_json(with_viewers(m, 1)).decode() for m in messages]
+    # The server notices a closed WebSocket within a heartbeat; until then it counts as a viewer.
+    wait_until(lambda: ws_connections(fanout) == 0, "the closed WebSocket to be gone", 10)
     resumed = WebSocketClient.connect(f"{ws_url}?last_event_id={messages[0]['id']}")
     try:
-        assert resumed.receive(timeout=15) == encode_json(messages[1]).decode()
+        assert resumed.receive(timeout=15) == encode_json(with_viewers(messages[1], 1)).decode()
         assert resumed.receive(timeout=1.5) is None
     finally:
         resumed.close()
@@ -237,7 +167,7 @@ def test_new_viewer_is_greeted_with_the_redis_snapshot(
     finally:
         feed.close()
     assert event.id == snapshot["id"]
-    assert orjson.loads(event.data) == snapshot
+    assert orjson.loads(event.data) == with_viewers(snapshot, 1)
 
 
 def test_idle_feed_carries_heartbeats(fanout: str, stream: str) -> None:
@@ -262,25 +192,29 @@ def test_watch_page_health_and_metrics(fanout: str) -> None:
     metrics = requests.get(f"{fanout}/metrics", timeout=5).text
     assert "emostream_fanout_upstream_ready 1.0" in metrics
     assert "emostream_fanout_upstream_messages_consumed_total" in metrics
+    # The lag is read from the real consumer's local state without disturbing it.
+    assert "emostream_fanout_upstream_lag_messages 0.0" in metrics
+    assert "emostream_fanout_upstream_restarts_total 0.0" in metrics
     bad = requests.get(f"{fanout}/v1/streams/not%20valid/events", timeout=5)
     assert bad.status_code == 422
     assert bad.headers["Content-Type"] == "application/problem+json"
 
 
-def test_sigterm_closes_feeds_at_once(processes: ProcessDir, service_env: dict[str, str]) -> None:
-    """On SIGTERM a worker ends its feeds promptly (viewers move on) instead of hanging."""
-    url = start_fanout(processes, "fanout-it-stop", service_env)
-    feed = RawFeed(f"{url}/v1/streams/leaving/events")
-    feed.wait_open()
-    started = time.monotonic()
-    stopper = threading.Thread(target=processes.stop, args=("fanout-it-stop", 30))
-    stopper.start()
+def test_sse_and_websocket_viewers_receive_the_same_swarms(
+    fanout: str, producer: Producer, topics: Topics, stream: str
+) -> None:
+    """An SSE viewer and a WebSocket viewer of one stream get identical JSON, in order."""
+    feed = RawFeed(f"{fanout}/v1/streams/{stream}/events")
+    ws = WebSocketClient.connect(fanout.replace("http://", "ws://") + f"/v1/streams/{stream}/ws")
     try:
-        feed.read_for(8)
-        assert feed.ended
-        ended_after = time.monotonic() - started
+        feed.wait_open()
+        messages = [swarm_message(stream, b, window=b % 2) for b in range(1, 6)]
+        produce(producer, topics.swarms, messages)
+        over_sse = [orjson.loads(e.data) for e in feed.read(5)]
+        over_ws = [orjson.loads(ws.receive(timeout=15)) for _ in messages]
     finally:
+        ws.close()
         feed.close()
-        stopper.join()
-    assert ended_after < 5
-    assert time.monotonic() - started < 9
+    assert over_sse == over_ws
+    # Two viewers of the stream on this one process: both see the count of both.
+    assert over_sse == [with_viewers(m, 2) for m in messages]

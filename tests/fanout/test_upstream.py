@@ -73,6 +73,20 @@ class FakeConsumer:
             time.sleep(0.01)
         return batch
 
+    #: Next offset to read per partition, and the broker's end offset from the latest fetch.
+    positions: dict[int, int] = field(default_factory=dict)
+    high: dict[int, int] = field(default_factory=dict)
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [
+            TopicPartition(tp.topic, tp.partition, self.positions.get(tp.partition, -1001))
+            for tp in partitions
+        ]
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool) -> tuple[int, int]:
+        assert cached, "the lag must come from local state, not a broker request"
+        return (0, self.high.get(tp.partition, -1))
+
     def close(self) -> None:
         self.closed.set()
 
@@ -126,5 +140,24 @@ def test_consumer_publishes_valid_swarms_and_skips_invalid_ones() -> None:
         wait_for(lambda: upstream.stats.consumed == 4)
         assert upstream.stats.invalid == 1
         assert hub.stats.duplicates == 1
+    finally:
+        upstream.stop()
+
+
+def test_consumer_reports_its_lag_and_the_age_of_the_last_swarm() -> None:
+    """Lag is end offset minus position over read partitions; swarm lag is emit-to-consume."""
+    settings = FanoutSettings(swarms_topic="sw")
+    hub = Hub(replay_window_s=60, replay_max_per_stream=10, queue_size=8, max_subscribers=4)
+    message = encode_json(swarm_message("s", 1, emitted_at=NOW - 250))
+    fake = FakeConsumer("sw", [FakeMessage(message)])
+    # Partition 0: 7 behind; partition 1: caught up; partition 2: not fetched yet.
+    fake.positions = {0: 10, 1: 4}
+    fake.high = {0: 17, 1: 4}
+    upstream = Upstream(settings, hub, consumer_factory=lambda cfg: fake, clock=lambda: NOW)
+    upstream.start()
+    try:
+        wait_for(lambda: upstream.stats.lag_messages == 7)
+        assert upstream.stats.last_swarm_lag_s == 0.25
+        assert upstream.stats.restarts == 0
     finally:
         upstream.stop()

@@ -34,6 +34,10 @@ to change. Included once, from configmap.yaml.
 {{- if le $ingestGraceful $ingestFlush -}}
 {{- fail (printf "ingest.config.graceful_timeout_s (%d) must exceed ingest.config.shutdown_flush_timeout_s (%d), or workers are killed while accepted events drain" $ingestGraceful $ingestFlush) -}}
 {{- end -}}
+{{- $fanoutDrain := int (default 5 $v.fanout.config.drain_s) -}}
+{{- if lt (int (default 10 $v.fanout.config.graceful_timeout_s)) (add $fanoutDrain 4) -}}
+{{- fail (printf "fanout.config.graceful_timeout_s must be at least fanout.config.drain_s + 4 (%d), or draining workers are killed before their viewers have moved" (add $fanoutDrain 4)) -}}
+{{- end -}}
 {{- range $role, $graceful := dict "ingest" $ingestGraceful "fanout" (int (default 10 $v.fanout.config.graceful_timeout_s)) -}}
 {{- $c := index $v $role -}}
 {{- if le (int $c.terminationGracePeriodSeconds) (add (int $c.preStopSleepSeconds) $graceful) -}}

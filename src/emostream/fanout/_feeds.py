@@ -1,10 +1,16 @@
 """The two ways a subscription reaches a viewer: an SSE response body and a WebSocket.
 
 Both start with the subscription's backlog (the resumed swarms, or the latest snapshot), then
-write live swarms as they come. Both end when the viewer goes away (the next write fails, at
-the latest one heartbeat later), when the hub drops a viewer that fell behind, or when the
-worker shuts down; either way the viewer reconnects with the last id it saw and misses nothing
-still in the replay window.
+write live swarms as they come, each with the stream's current viewer count added. Both end
+when the viewer goes away, when the hub drops a viewer that fell behind, or when the worker
+drains or shuts down; either way the viewer reconnects with the last id it saw and misses
+nothing still in the replay window.
+
+A viewer that vanished without closing (its host or network gone: no FIN, no RST) is noticed
+by the writes: a heartbeat goes out at least every ``heartbeat_s``, and the socket gets both a
+send timeout (a write blocked on a full buffer fails after ``write_timeout_s``) and
+``TCP_USER_TIMEOUT`` (the kernel aborts the connection when data it sent stays unacknowledged
+that long, where it would otherwise retransmit for many minutes), so the next write fails.
 """
 
 import logging
@@ -30,7 +36,9 @@ from emostream.fanout._swarm import Swarm
 log = logging.getLogger(__name__)
 
 #: WebSocket close codes (RFC 6455 7.4.1, IANA registry): why the server ended the feed.
-_WS_CLOSE = {"overflow": 1013, "shutdown": 1001}  # "try again later", "going away"
+_WS_CLOSE = {"overflow": 1013, "drain": 1001, "shutdown": 1001}  # "try again later", "going away"
+#: Reasons after which the client should not reuse the connection: the worker is going away.
+_LEAVING = frozenset({"drain", "shutdown"})
 
 
 class HandshakeError(EmostreamError):
@@ -48,14 +56,17 @@ def sse_body(runtime: FanoutRuntime, sub: Subscription, sock: Any | None) -> Ite
 
     gunicorn writes (and so flushes) each yielded chunk before asking for the next, so code
     after a ``yield`` runs once that chunk is on the wire. ``sock``, when the server exposes
-    it, gets a send timeout so a viewer that stops reading cannot hold a worker slot forever.
+    it, gets write limits so a viewer that stops reading or vanishes cannot hold a slot.
     """
     s = runtime.settings
     sent = runtime.metrics.messages_sent.labels("sse")
-    old_timeout = _set_send_timeout(sock, s.write_timeout_s)
+    old_timeout = _guard_writes(sock, s.write_timeout_s)
+    reason = "closed"
     try:
         backlog = sub.take_backlog()
-        yield retry_frame(s.retry_ms) + b"".join(swarm.frame for swarm in backlog)
+        viewers = runtime.viewers(sub.stream_id)
+        frames = [swarm.render(viewers)[1] for swarm in backlog]
+        yield retry_frame(s.retry_ms) + b"".join(frames)
         sent.inc(len(backlog))
         last_write = time.monotonic()
         while True:
@@ -64,15 +75,45 @@ def sse_body(runtime: FanoutRuntime, sub: Subscription, sock: Any | None) -> Ite
             if swarm is None:
                 yield HEARTBEAT
             else:
-                yield swarm.frame
+                yield swarm.render(runtime.viewers(sub.stream_id))[1]
                 sent.inc()
                 _observe_lag(runtime, "sse", swarm)
             last_write = time.monotonic()
     except SubscriptionClosedError as exc:
-        log.debug("feed ended", extra={"stream_id": sub.stream_id, "reason": exc.reason})
+        reason = exc.reason
+    except GeneratorExit:
+        # The server stopped asking for chunks: a write failed or timed out.
+        runtime.metrics.write_failures.labels("sse").inc()
+        reason = "write failed"
+        raise
     finally:
         sub.close()
         _set_send_timeout(sock, old_timeout)
+        log.debug("feed ended", extra={"stream_id": sub.stream_id, "reason": reason})
+
+
+def sse_closed(sub: Subscription, sock: Any | None) -> None:
+    """Run when the server is done with an SSE response (after its last byte was written).
+
+    Ends the subscription if the body never did (the viewer left before it started). If the
+    worker ended the feed because it is going away, also ends the connection: the response
+    headers went out long ago, so ``Connection: close`` cannot be sent now, and gunicorn would
+    otherwise keep the connection open for the viewer's next request, which is its reconnection
+    and would only meet this worker's 503. Closed, the viewer reconnects on a new connection,
+    which the load balancer sends to another pod.
+    """
+    sub.close()
+    if sub.closed_reason in _LEAVING and sock is not None:
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _guard_writes(sock: Any | None, timeout: float) -> float | None:
+    """Bound how long writes to ``sock`` may stall; returns its previous send timeout."""
+    if sock is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
+        with suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout * 1000))
+    return _set_send_timeout(sock, timeout)
 
 
 def _set_send_timeout(sock: Any | None, timeout: float | None) -> float | None:
@@ -122,22 +163,26 @@ def websocket_feed(runtime: FanoutRuntime, sub: Subscription, environ: dict[str,
         raise
     raw = ws.sock
     ws.sock = _WholeFrames(raw)
-    _set_send_timeout(raw, s.write_timeout_s)
+    _guard_writes(raw, s.write_timeout_s)
     reason = "closed"
     try:
+        viewers = runtime.viewers(sub.stream_id)
         for old in sub.take_backlog():
-            ws.send(old.text)
+            ws.send(old.render(viewers)[0])
             sent.inc()
         while ws.connected:
             live = sub.next(timeout=s.heartbeat_s)
             if live is not None:
-                ws.send(live.text)
+                ws.send(live.render(runtime.viewers(sub.stream_id))[0])
                 sent.inc()
                 _observe_lag(runtime, "ws", live)
     except SubscriptionClosedError as exc:
         reason = exc.reason
-    except (ConnectionClosed, OSError):
+    except ConnectionClosed:
         reason = "disconnected"
+    except OSError:
+        runtime.metrics.write_failures.labels("ws").inc()
+        reason = "write failed"
     finally:
         sub.close()
         with suppress(ConnectionClosed, OSError):

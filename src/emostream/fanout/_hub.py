@@ -31,7 +31,7 @@ class CapacityError(BackpressureError):
 
 
 class SubscriptionClosedError(EmostreamError):
-    """The subscription ended: ``reason`` is ``overflow``, ``shutdown`` or ``closed``."""
+    """The subscription ended: ``reason`` is ``overflow``, ``drain``, ``shutdown`` or ``closed``."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"subscription closed: {reason}")
@@ -136,6 +136,8 @@ class HubStats:
     stale: int = 0
     slow_disconnects: Counter[str] = field(default_factory=Counter)
     rejected: int = 0
+    #: Subscriptions ended, by (transport, reason): overflow, drain, shutdown or closed.
+    ended: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 class Hub:
@@ -231,7 +233,7 @@ class Hub:
         with self._lock:
             if self._closing:
                 self.stats.rejected += 1
-                raise CapacityError("this worker is shutting down")
+                raise CapacityError("this worker is shutting down; reconnect to another")
             if sum(self._connections.values()) >= self._max_subscribers:
                 self.stats.rejected += 1
                 raise CapacityError("this worker serves as many viewers as it may")
@@ -259,6 +261,21 @@ class Hub:
             stream = self._streams.get(sub.stream_id)
             if stream is not None and sub in stream.subscribers:
                 self._drop(stream, sub, "closed")
+
+    def begin_drain(self) -> list[Subscription]:
+        """Refuse new subscriptions; returns the open ones, for the caller to end one by one."""
+        with self._lock:
+            self._closing = True
+            return [sub for stream in self._streams.values() for sub in stream.subscribers]
+
+    def end(self, sub: Subscription, reason: str) -> bool:
+        """End ``sub`` from the server's side; False if it had already ended."""
+        with self._lock:
+            stream = self._streams.get(sub.stream_id)
+            if stream is None or sub not in stream.subscribers:
+                return False
+            self._drop(stream, sub, reason)
+            return True
 
     def close_all(self, reason: str = "shutdown") -> int:
         """End every subscription and refuse new ones; returns how many were ended."""
@@ -288,6 +305,11 @@ class Hub:
         with self._lock:
             return len(self._streams)
 
+    def viewer_counts(self) -> dict[str, int]:
+        """Viewers of each stream that has any in this worker."""
+        with self._lock:
+            return {sid: len(s.subscribers) for sid, s in self._streams.items() if s.subscribers}
+
     def subscriber_count(self, stream_id: str) -> int:
         """Viewers of ``stream_id`` in this worker."""
         with self._lock:
@@ -306,4 +328,5 @@ class Hub:
     def _drop(self, stream: _Stream, sub: Subscription, reason: str) -> None:
         stream.subscribers.discard(sub)
         self._connections[sub.transport] -= 1
+        self.stats.ended[sub.transport, reason] += 1
         sub._end(reason)

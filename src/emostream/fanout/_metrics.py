@@ -1,143 +1,312 @@
-"""Prometheus metrics of fanout, in a registry per app so each test sees only its own counts.
+"""Prometheus metrics of fanout, correct with any number of gunicorn workers.
 
-Counts the hub and the consumer already keep (connections, drops, consumed messages) are read at
-scrape time by a collector instead of being updated on the hot path; only what happens per write
-(messages sent, delivery lag) is counted as it happens. With several gunicorn workers each
-process keeps its own registry; a scrape sees the worker that answered it.
+What happens per write (messages sent, delivery lag, failed writes) is counted as it happens.
+What the hub, the consumer and presence already count (connections, drops, consumed messages)
+is copied into the metrics by :meth:`FanoutMetrics.sync`, at each scrape and every presence
+period, instead of being updated on the hot path.
+
+Under gunicorn, ``gunicorn_conf`` points prometheus_client at a directory (its multiprocess
+mode) before anything imports it: each worker writes its values to its own files there and
+``/metrics`` adds up the files of every worker, so a scrape of any worker reports the whole
+pod (other workers' state values are at most one presence period old). Without the directory
+(an app made in a test), the metrics live in a registry per app, so each test sees only its own.
+
+Per-stream series are left out on purpose: stream ids are unbounded and come and go, and in
+multiprocess mode a series once written can never be removed, so a label per stream would grow
+without limit. Per-stream viewer counts live in Redis (see ``_presence``); the metrics give the
+totals and the largest stream.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
+    values,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.multiprocess import MultiProcessCollector
 
+from emostream.common.errors import ConfigurationError
 from emostream.fanout._hub import TRANSPORTS, Hub
+from emostream.fanout._presence import PresenceStats
 from emostream.fanout._upstream import UpstreamStats
 
 #: From "instant" to "a viewer would notice": the end-to-end budget is about one second.
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+#: Why a subscription ended (values of the ``reason`` label, declared so rates start at zero).
+END_REASONS = ("overflow", "drain", "shutdown", "closed")
 
 
-class _StateCollector(Collector):
-    """Gauges and counters read from the hub and the consumer when Prometheus scrapes."""
+@dataclass(frozen=True)
+class StateSources:
+    """Where :meth:`FanoutMetrics.sync` reads the worker's state from."""
 
-    def __init__(
-        self,
-        hub: Hub,
-        upstream: Callable[[], UpstreamStats | None],
-        ready: Callable[[], bool],
-    ) -> None:
-        self._hub = hub
-        self._upstream = upstream
-        self._ready = ready
+    hub: Hub
+    upstream: Callable[[], UpstreamStats | None]
+    presence: Callable[[], PresenceStats | None]
+    ready: Callable[[], bool]
+    draining: Callable[[], bool]
 
-    def collect(self) -> Iterator[Metric]:
-        connections = GaugeMetricFamily(
-            "emostream_fanout_connections",
-            "Open streaming connections, by transport.",
-            labels=["transport"],
-        )
-        for transport, n in self._hub.connections().items():
-            connections.add_metric([transport], n)
-        yield connections
 
-        stats = self._hub.stats
-        slow = CounterMetricFamily(
-            "emostream_fanout_slow_client_disconnects",
-            "Connections closed because their queue overflowed, by transport.",
-            labels=["transport"],
-        )
-        for transport in TRANSPORTS:
-            slow.add_metric([transport], stats.slow_disconnects[transport])
-        yield slow
-        yield CounterMetricFamily(
-            "emostream_fanout_rejected_connections",
-            "Connections answered 503 because the worker was full or stopping.",
-            value=stats.rejected,
-        )
-        yield GaugeMetricFamily(
-            "emostream_fanout_streams",
-            "Streams with a replay buffer or a viewer in this worker.",
-            value=self._hub.stream_count(),
-        )
-        yield CounterMetricFamily(
-            "emostream_fanout_swarms_published",
-            "Distinct swarms put in replay buffers and offered to viewers.",
-            value=stats.published,
-        )
-        yield CounterMetricFamily(
-            "emostream_fanout_upstream_duplicates",
-            "Swarms dropped because their id was already delivered (replayed micro-batches).",
-            value=stats.duplicates,
-        )
-        yield CounterMetricFamily(
-            "emostream_fanout_upstream_stale",
-            "Swarms dropped because their id is older than the stream's latest micro-batch.",
-            value=stats.stale,
-        )
+class _CounterMirror:
+    """Advances a counter to a running total kept elsewhere (counters only go up by deltas)."""
 
-        up = self._upstream() or UpstreamStats()
-        yield CounterMetricFamily(
-            "emostream_fanout_upstream_messages_consumed",
-            "Messages read from the swarms topic.",
-            value=up.consumed,
-        )
-        yield CounterMetricFamily(
-            "emostream_fanout_upstream_invalid",
-            "Messages of the swarms topic skipped as malformed.",
-            value=up.invalid,
-        )
-        yield CounterMetricFamily(
-            "emostream_fanout_upstream_restarts",
-            "Times the swarm consumer was recreated after a failure.",
-            value=up.restarts,
-        )
-        yield GaugeMetricFamily(
-            "emostream_fanout_upstream_ready",
-            "1 when every partition of the swarms topic is assigned and read.",
-            value=1.0 if self._ready() else 0.0,
-        )
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._seen: dict[tuple[str, ...], int] = {}
+
+    def declare(self, *labels: str) -> None:
+        """Create the labelled series at zero, so its rate is defined before the first event."""
+        self._counter.labels(*labels)
+
+    def set_total(self, total: int, *labels: str) -> None:
+        delta = total - self._seen.get(labels, 0)
+        if delta > 0:
+            (self._counter.labels(*labels) if labels else self._counter).inc(delta)
+            self._seen[labels] = total
 
 
 class FanoutMetrics:
-    """The ``emostream_fanout_*`` metrics and the registry that holds them."""
+    """The ``emostream_fanout_*`` metrics and how to expose them.
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    ``multiprocess_dir`` is the directory of prometheus_client's multiprocess mode (it must be
+    in the environment before prometheus_client is imported; gunicorn_conf sees to that).
+    """
+
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        if multiprocess_dir is not None and values.ValueClass is values.MutexValue:
+            raise ConfigurationError(
+                "a metrics directory is set but prometheus_client was imported without "
+                "PROMETHEUS_MULTIPROC_DIR, so workers would keep their metrics to themselves; "
+                "serve with -c python:emostream.fanout.gunicorn_conf"
+            )
+        self._multiprocess_dir = multiprocess_dir
+        self._sources: StateSources | None = None
+        self.registry = r = CollectorRegistry()
+
+        # Counted as it happens.
         self.messages_sent = Counter(
             "emostream_fanout_messages_sent",
             "Swarms written to viewers, by transport.",
             ["transport"],
-            registry=self.registry,
+            registry=r,
         )
         self.delivery_lag = Histogram(
             "emostream_fanout_delivery_lag_seconds",
-            "From the aggregation emitting a swarm to fanout writing it to a viewer (live "
-            "swarms only; a resumed backlog measures the viewer's absence, not the pipeline).",
+            "From the aggregation emitting a swarm to fanout writing it to a viewer's socket "
+            "(live swarms only; a resumed backlog measures the viewer's absence, not the "
+            "pipeline).",
             ["transport"],
             buckets=_LAG_BUCKETS,
-            registry=self.registry,
+            registry=r,
+        )
+        self.write_failures = Counter(
+            "emostream_fanout_write_failures",
+            "Feeds ended because a write to the viewer failed or timed out (the viewer vanished "
+            "or stopped reading), by transport.",
+            ["transport"],
+            registry=r,
+        )
+        self.token_rejections = Counter(
+            "emostream_fanout_token_rejections",
+            "Feed requests refused for a missing, malformed, expired or wrong viewer token.",
+            ["reason"],
+            registry=r,
+        )
+
+        # Copied from the worker's state by sync().
+        self.connections = Gauge(
+            "emostream_fanout_connections",
+            "Open streaming connections, by transport.",
+            ["transport"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.stream_subscriptions = Gauge(
+            "emostream_fanout_stream_subscriptions",
+            "Streams with at least one viewer, counted once per worker that serves them.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.max_stream_viewers = Gauge(
+            "emostream_fanout_max_stream_viewers",
+            "Viewers, across every pod, of the most watched stream this pod serves.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.streams = Gauge(
+            "emostream_fanout_streams",
+            "Streams with a replay buffer or a viewer in a worker (the most of any worker).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.draining = Gauge(
+            "emostream_fanout_draining",
+            "1 while a worker is draining its feeds after SIGTERM.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.upstream_ready = Gauge(
+            "emostream_fanout_upstream_ready",
+            "1 when every live worker reads every partition of the swarms topic.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.upstream_lag_messages = Gauge(
+            "emostream_fanout_upstream_lag_messages",
+            "Swarm messages in Kafka not yet consumed (end offset minus position, summed over "
+            "partitions; the most of any worker).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.upstream_last_lag = Gauge(
+            "emostream_fanout_upstream_last_swarm_lag_seconds",
+            "From the aggregation emitting the latest consumed swarm to fanout consuming it "
+            "(the most of any worker).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self._slow = _CounterMirror(
+            Counter(
+                "emostream_fanout_slow_client_disconnects",
+                "Connections closed because their queue overflowed, by transport.",
+                ["transport"],
+                registry=r,
+            )
+        )
+        self._ended = _CounterMirror(
+            Counter(
+                "emostream_fanout_feeds_ended",
+                "Feeds ended, by transport and reason (overflow: too slow; drain: SIGTERM; "
+                "shutdown: worker stopped; closed: the viewer left or its write failed).",
+                ["transport", "reason"],
+                registry=r,
+            )
+        )
+        self._rejected = _CounterMirror(
+            Counter(
+                "emostream_fanout_rejected_connections",
+                "Connections answered 503 because the worker was full or draining.",
+                registry=r,
+            )
+        )
+        self._published = _CounterMirror(
+            Counter(
+                "emostream_fanout_swarms_published",
+                "Distinct swarms put in replay buffers and offered to viewers.",
+                registry=r,
+            )
+        )
+        self._duplicates = _CounterMirror(
+            Counter(
+                "emostream_fanout_upstream_duplicates",
+                "Swarms dropped because their id was already delivered (replayed micro-batches).",
+                registry=r,
+            )
+        )
+        self._stale = _CounterMirror(
+            Counter(
+                "emostream_fanout_upstream_stale",
+                "Swarms dropped because their id is older than the stream's latest micro-batch.",
+                registry=r,
+            )
+        )
+        self._consumed = _CounterMirror(
+            Counter(
+                "emostream_fanout_upstream_messages_consumed",
+                "Messages read from the swarms topic.",
+                registry=r,
+            )
+        )
+        self._invalid = _CounterMirror(
+            Counter(
+                "emostream_fanout_upstream_invalid",
+                "Messages of the swarms topic skipped as malformed.",
+                registry=r,
+            )
+        )
+        self._restarts = _CounterMirror(
+            Counter(
+                "emostream_fanout_upstream_restarts",
+                "Times the swarm consumer was recreated after a failure.",
+                registry=r,
+            )
+        )
+        self._presence_refreshes = _CounterMirror(
+            Counter(
+                "emostream_fanout_presence_refreshes",
+                "Viewer counts reported to and read back from Redis.",
+                registry=r,
+            )
+        )
+        self._presence_failures = _CounterMirror(
+            Counter(
+                "emostream_fanout_presence_refresh_failures",
+                "Presence refreshes that failed (Redis unreachable or slow); feeds go on with "
+                "the last known counts.",
+                registry=r,
+            )
         )
         for transport in TRANSPORTS:
             self.messages_sent.labels(transport)
             self.delivery_lag.labels(transport)
+            self.write_failures.labels(transport)
+            self.connections.labels(transport)
+            self._slow.declare(transport)
+            for reason in END_REASONS:
+                self._ended.declare(transport, reason)
+        for reason in ("missing", "malformed", "expired", "too_long", "signature"):
+            self.token_rejections.labels(reason)
 
-    def track(
-        self,
-        hub: Hub,
-        upstream: Callable[[], UpstreamStats | None],
-        ready: Callable[[], bool],
-    ) -> None:
-        """Expose the hub's and the consumer's own counts at each scrape."""
-        self.registry.register(_StateCollector(hub, upstream, ready))
+    def track(self, sources: StateSources) -> None:
+        """Where :meth:`sync` reads the worker's state from."""
+        self._sources = sources
+
+    def sync(self) -> None:
+        """Copy the worker's state into the metrics (in multiprocess mode: into its files)."""
+        src = self._sources
+        if src is None:
+            return
+        hub = src.hub
+        for transport, n in hub.connections().items():
+            self.connections.labels(transport).set(n)
+        self.stream_subscriptions.set(len(hub.viewer_counts()))
+        self.streams.set(hub.stream_count())
+        self.draining.set(1 if src.draining() else 0)
+        self.upstream_ready.set(1 if src.ready() else 0)
+        stats = hub.stats
+        for transport in TRANSPORTS:
+            self._slow.set_total(stats.slow_disconnects[transport], transport)
+        for (transport, reason), n in list(stats.ended.items()):
+            self._ended.set_total(n, transport, reason)
+        self._rejected.set_total(stats.rejected)
+        self._published.set_total(stats.published)
+        self._duplicates.set_total(stats.duplicates)
+        self._stale.set_total(stats.stale)
+        up = src.upstream() or UpstreamStats()
+        self._consumed.set_total(up.consumed)
+        self._invalid.set_total(up.invalid)
+        self._restarts.set_total(up.restarts)
+        self.upstream_lag_messages.set(up.lag_messages)
+        self.upstream_last_lag.set(up.last_swarm_lag_s)
+        presence = src.presence()
+        if presence is not None:
+            self._presence_refreshes.set_total(presence.refreshes)
+            self._presence_failures.set_total(presence.failures)
+            self.max_stream_viewers.set(presence.max_viewers)
+        else:
+            self.max_stream_viewers.set(max(hub.viewer_counts().values(), default=0))
 
     def exposition(self) -> tuple[bytes, str]:
-        """The metrics in the Prometheus text format, and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The metrics (of every worker, in multiprocess mode) in the Prometheus text format."""
+        self.sync()
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST

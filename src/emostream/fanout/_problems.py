@@ -17,6 +17,7 @@ BLANK = "about:blank"
 INVALID_PARAMETER = "urn:emostream:problem:invalid-parameter"
 OVER_CAPACITY = "urn:emostream:problem:over-capacity"
 NOT_READY = "urn:emostream:problem:not-ready"
+INVALID_TOKEN = "urn:emostream:problem:invalid-token"  # noqa: S105 - a problem type URN
 
 
 def problem(

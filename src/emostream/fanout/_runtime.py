@@ -1,11 +1,13 @@
-"""Everything one fanout worker owns: settings, hub, Kafka consumer, Redis and metrics.
+"""Everything one fanout worker owns: settings, hub, Kafka consumer, Redis, presence, metrics.
 
 Nothing here touches the network when it is created: gunicorn imports and builds the app in
-each worker after forking, and the consumer starts on :meth:`FanoutRuntime.start` (called by
-the ``post_worker_init`` hook, and by any request as a fallback), never at import time.
+each worker after forking, and the consumer and the maintenance loop (presence refresh, metric
+files) start on :meth:`FanoutRuntime.start` (called by the ``post_worker_init`` hook, and by
+any request as a fallback), never at import time.
 """
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +19,8 @@ from emostream.common.errors import InvalidEventError
 from emostream.common.events import now_ms
 from emostream.common.keys import latest_swarm_key
 from emostream.fanout._hub import Hub, Subscription
-from emostream.fanout._metrics import FanoutMetrics
+from emostream.fanout._metrics import FanoutMetrics, StateSources
+from emostream.fanout._presence import Presence
 from emostream.fanout._swarm import Swarm
 from emostream.fanout._upstream import Upstream
 from emostream.fanout.settings import FanoutSettings
@@ -51,13 +54,29 @@ class FanoutRuntime:
                 self.upstream = Upstream(settings, self.hub)
             else:
                 self.upstream = Upstream(settings, self.hub, consumer_factory=consumer_factory)
-        self.metrics = FanoutMetrics()
-        self.metrics.track(
-            self.hub, lambda: self.upstream.stats if self.upstream else None, lambda: self.ready
-        )
         self._redis: redis.Redis | None = None
         self._redis_lock = threading.Lock()
         self._redis_skip_until = 0.0
+        self.presence: Presence | None = None
+        if settings.presence_enabled:
+            self.presence = Presence(
+                self._redis_client, self.hub.viewer_counts, ttl_s=settings.presence_ttl_s
+            )
+        self.draining = False
+        self.metrics = FanoutMetrics(settings.metrics_dir)
+        self.metrics.track(
+            StateSources(
+                hub=self.hub,
+                upstream=lambda: self.upstream.stats if self.upstream else None,
+                presence=lambda: self.presence.stats if self.presence else None,
+                ready=lambda: self.ready,
+                draining=lambda: self.draining,
+            )
+        )
+        self._stop = threading.Event()
+        self._maintenance: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._stopped = False
 
     @property
     def ready(self) -> bool:
@@ -65,16 +84,82 @@ class FanoutRuntime:
         return self.upstream is not None and self.upstream.ready and not self.hub.closing
 
     def start(self) -> None:
-        """Start the consumer (idempotent; a no-op without one)."""
+        """Start the consumer and the maintenance loop (idempotent)."""
         if self.upstream is not None:
             self.upstream.start()
+        with self._start_lock:
+            if self._maintenance is None:
+                # Under gevent a Thread is a greenlet; its Redis calls yield like any socket use.
+                self._maintenance = threading.Thread(
+                    target=self._maintain, name="emostream-fanout-maintenance", daemon=True
+                )
+                self._maintenance.start()
+
+    def viewers(self, stream_id: str) -> int:
+        """The stream's viewers across every worker and pod, as published with its swarms."""
+        local = self.hub.subscriber_count(stream_id)
+        return self.presence.viewers(stream_id, local) if self.presence else local
+
+    def drain(
+        self,
+        period_s: float,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> int:
+        """Refuse new feeds, then end the open ones at uniformly random moments over ``period_s``.
+
+        Spreading the ends spreads the reconnections: the other pods take this worker's viewers
+        over the period instead of all in one instant. Blocks (cooperatively under gevent) for
+        the period; returns how many feeds it ended.
+        """
+        self.draining = True
+        subs = self.hub.begin_drain()
+        rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+        sleep = sleep or time.sleep
+        schedule = sorted((rng.uniform(0, period_s), i) for i in range(len(subs)))
+        log.info("draining feeds", extra={"connections": len(subs), "period_s": period_s})
+        elapsed = 0.0
+        ended = 0
+        for at, i in schedule:
+            sleep(at - elapsed)
+            elapsed = at
+            ended += self.hub.end(subs[i], "drain")
+        log.info("drained feeds", extra={"connections": ended})
+        return ended
 
     def shutdown(self) -> None:
-        """Close every feed (viewers resume elsewhere) and stop the consumer."""
+        """Close every feed left (viewers resume elsewhere), withdraw presence, stop reading.
+
+        Idempotent: the drain calls it when done, and the exit watcher calls it again.
+        """
+        with self._start_lock:
+            if self._stopped:
+                return
+            self._stopped = True
         ended = self.hub.close_all("shutdown")
         log.info("closed feeds for shutdown", extra={"connections": ended})
+        self._stop.set()
+        if self._maintenance is not None:
+            # A refresh still in flight would put back the entries the withdrawal deletes.
+            self._maintenance.join(self.settings.redis_timeout_s * 2 + 1)
+        if self.presence is not None and not self.presence.withdraw():
+            log.warning("could not withdraw viewer presence; it expires by itself")
         if self.upstream is not None:
             self.upstream.stop()
+
+    def _maintain(self) -> None:
+        """Every presence period: refresh presence, and write this worker's metric values."""
+        period = self.settings.presence_refresh_s
+        while not self._stop.is_set():
+            try:
+                if self.presence is not None:
+                    self.presence.refresh()
+                self.metrics.sync()
+            except Exception:
+                # Presence and metrics must not die with one bad moment: log it and go on.
+                log.exception("fanout maintenance failed; retrying")
+            self._stop.wait(period)
 
     def open(self, stream_id: str, transport: str, last_event_id: str | None) -> Subscription:
         """Subscribe a new connection, greeting a new viewer with the latest snapshot.

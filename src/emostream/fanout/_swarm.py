@@ -1,7 +1,7 @@
 """A swarm message as the fanout holds it: validated once, encoded once for every viewer."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -15,6 +15,8 @@ STREAM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SWARM_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 SWARM_EVENT = "swarm"
+#: The member fanout adds to every swarm it delivers: the stream's viewers across all pods.
+VIEWERS_FIELD = "viewers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +24,10 @@ class Swarm:
     """One swarm update of one stream.
 
     ``time_ms`` (when the aggregation emitted it) decides when it leaves the replay buffer;
-    ``text`` and ``frame`` are the WebSocket and SSE encodings, computed here once so that
-    sending to ten thousand viewers costs ten thousand writes and no serialisation.
+    ``text`` is the message as Kafka holds it, re-encoded compactly. Viewers get it with the
+    stream's current viewer count added (:meth:`render`); the encodings for the latest count
+    are cached, so sending one swarm to ten thousand viewers costs ten thousand writes and one
+    serialisation (one more whenever the count changes in between).
     """
 
     id: str
@@ -31,7 +35,20 @@ class Swarm:
     time_ms: int
     emitted_at_ms: int | None
     text: str
-    frame: bytes
+    _rendered: list[tuple[int, str, bytes]] = field(default_factory=list, compare=False, repr=False)
+
+    def render(self, viewers: int) -> tuple[str, bytes]:
+        """The WebSocket text and the SSE frame of this swarm carrying ``"viewers": viewers``."""
+        cached = self._rendered
+        if cached and cached[0][0] == viewers:
+            return cached[0][1], cached[0][2]
+        # ``text`` is a compact JSON object without a viewers member (see from_object), so the
+        # member can be spliced in before the closing brace instead of encoding it all again.
+        text = f'{self.text[:-1]},"{VIEWERS_FIELD}":{int(viewers)}}}'
+        frame = event_frame(text, event_id=self.id, event=SWARM_EVENT)
+        # One slot, replaced whole: readers on other greenlets see the old or the new entry.
+        cached[:] = [(viewers, text, frame)]
+        return text, frame
 
     @classmethod
     def from_object(cls, obj: Any, *, fallback_time_ms: int) -> "Swarm":
@@ -39,15 +56,17 @@ class Swarm:
         if not isinstance(obj, dict):
             raise InvalidEventError("swarm", "must be a JSON object")
         swarm_id = obj.get("id")
-        if not isinstance(swarm_id, str) or not _SWARM_ID_RE.match(swarm_id):
+        if not isinstance(swarm_id, str) or not _SWARM_ID_RE.fullmatch(swarm_id):
             raise InvalidEventError("id", "must be 1-128 printable ASCII characters")
         stream_id = obj.get("stream_id")
-        if not isinstance(stream_id, str) or not STREAM_ID_RE.match(stream_id):
+        if not isinstance(stream_id, str) or not STREAM_ID_RE.fullmatch(stream_id):
             raise InvalidEventError("stream_id", f"must match {STREAM_ID_RE.pattern}")
         if not isinstance(obj.get("counts"), dict) or not isinstance(obj.get("swarm"), dict):
             raise InvalidEventError("counts", "counts and swarm must be JSON objects")
         emitted = obj.get("emitted_at")
         emitted_at_ms = emitted if isinstance(emitted, int) and emitted > 0 else None
+        # The count fanout publishes is its own; a member of that name upstream would be stale.
+        obj = {k: v for k, v in obj.items() if k != VIEWERS_FIELD}
         # Re-encoding guarantees one compact line whatever the producer wrote.
         text = orjson.dumps(obj).decode()
         return cls(
@@ -56,7 +75,6 @@ class Swarm:
             time_ms=emitted_at_ms or fallback_time_ms,
             emitted_at_ms=emitted_at_ms,
             text=text,
-            frame=event_frame(text, event_id=swarm_id, event=SWARM_EVENT),
         )
 
     @classmethod

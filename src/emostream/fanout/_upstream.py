@@ -70,6 +70,10 @@ class UpstreamStats:
     invalid: int = 0
     errors: int = 0
     restarts: int = 0
+    #: Messages of the topic not yet consumed, summed over partitions (at the last check).
+    lag_messages: int = 0
+    #: From emission to consumption of the latest consumed swarm.
+    last_swarm_lag_s: float = 0.0
 
 
 class Upstream:
@@ -217,10 +221,32 @@ class Upstream:
             now = time.monotonic()
             if now >= next_expire:
                 self.hub.expire()
+                self.stats.lag_messages = self._lag(consumer)
                 next_expire = now + _EXPIRE_EVERY_S
             if now >= next_refresh:
                 self._add_new_partitions(consumer)
                 next_refresh = now + _METADATA_REFRESH_S
+
+    def _lag(self, consumer: Any) -> int:
+        """Messages behind the end of the topic, from librdkafka's local state (no request).
+
+        The cached high watermark is the one the broker returned with the latest fetch of each
+        partition; a partition not yet fetched from (position unknown) counts as not behind.
+        """
+        topic = self.settings.swarms_topic
+        assigned = [KafkaTopicPartition(topic, p) for p in sorted(self._assigned)]
+        behind = 0
+        try:
+            for tp in consumer.position(assigned):
+                if tp.offset < 0:
+                    continue
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0:
+                    behind += max(0, high - tp.offset)
+        except KafkaException as exc:
+            log.debug("could not read the consumer's lag", extra={"error": str(exc)})
+            return self.stats.lag_messages
+        return behind
 
     def _add_new_partitions(self, consumer: Any) -> None:
         """Read partitions added to the topic since start-up, from their beginning."""
@@ -264,4 +290,6 @@ class Upstream:
                     },
                 )
             return
+        if swarm.emitted_at_ms is not None:
+            self.stats.last_swarm_lag_s = max(0, self._clock() - swarm.emitted_at_ms) / 1000
         self.hub.publish(swarm)

@@ -6,12 +6,15 @@ Routes:
 - ``GET /v1/streams/<stream_id>/events``: Server-Sent Events, one ``swarm`` event per update.
 - ``GET /v1/streams/<stream_id>/ws``: a WebSocket carrying the same JSON objects.
 - ``GET /watch/<stream_id>``: the live viewer page.
-- ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
+- ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``GET /openapi.json``.
 
 Both feeds resume after the id given as ``Last-Event-ID`` (or the ``last_event_id`` query
 parameter, which a page can set when it reconnects by hand); without one, a viewer starts from
-the stream's latest swarm. Creating the app opens no connection (gunicorn builds it in each
-worker after forking); the worker's Kafka consumer starts with the worker or the first request.
+the stream's latest swarm. Every swarm carries ``"viewers"``, the stream's viewer count across
+all pods. With ``viewer_token_secret`` set, both feeds need a signed ``token`` query parameter
+(see :mod:`emostream.fanout._tokens`). Creating the app opens no connection (gunicorn builds it
+in each worker after forking); the worker's Kafka consumer starts with the worker or the first
+request.
 """
 
 import re
@@ -25,14 +28,22 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import WebsocketMismatch
 
 from emostream.common.logging import configure_logging
-from emostream.fanout._feeds import HandshakeError, sse_body, websocket_feed
+from emostream.fanout._feeds import HandshakeError, sse_body, sse_closed, websocket_feed
 from emostream.fanout._hub import CapacityError, Subscription
-from emostream.fanout._problems import INVALID_PARAMETER, NOT_READY, OVER_CAPACITY, problem
+from emostream.fanout._problems import (
+    INVALID_PARAMETER,
+    INVALID_TOKEN,
+    NOT_READY,
+    OVER_CAPACITY,
+    problem,
+)
 from emostream.fanout._runtime import FanoutRuntime
 from emostream.fanout._swarm import STREAM_ID_RE
+from emostream.fanout._tokens import TokenError, verify_token
 from emostream.fanout.settings import FanoutSettings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+OPENAPI_JSON = Path(__file__).resolve().parent / "openapi.json"
 _EXTENSION = "emostream.fanout"
 _LAST_EVENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 
@@ -85,7 +96,7 @@ def runtime_of(app: Flask) -> FanoutRuntime:
 
 
 def _stream_id(stream_id: str) -> str:
-    if not STREAM_ID_RE.match(stream_id):
+    if not STREAM_ID_RE.fullmatch(stream_id):
         raise _ProblemError(
             problem(
                 422,
@@ -101,7 +112,7 @@ def _stream_id(stream_id: str) -> str:
 def _last_event_id() -> str | None:
     """The id to resume after: the ``Last-Event-ID`` header, else the query parameter."""
     value = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or None
-    if value is not None and not _LAST_EVENT_ID_RE.match(value):
+    if value is not None and not _LAST_EVENT_ID_RE.fullmatch(value):
         raise _ProblemError(
             problem(
                 422,
@@ -114,8 +125,34 @@ def _last_event_id() -> str | None:
     return value
 
 
+def _check_token(runtime: FanoutRuntime, stream_id: str) -> None:
+    """With a secret configured, the feed needs a valid ``token`` for this stream."""
+    secret = runtime.settings.viewer_token_secret
+    if secret is None:
+        return
+    try:
+        verify_token(
+            secret.get_secret_value().encode(),
+            stream_id,
+            request.args.get("token"),
+            max_ttl_s=runtime.settings.viewer_token_max_ttl_s,
+        )
+    except TokenError as exc:
+        runtime.metrics.token_rejections.labels(exc.reason).inc()
+        raise _ProblemError(
+            problem(
+                exc.status,
+                str(exc),
+                type_=INVALID_TOKEN,
+                title="Viewer token refused",
+                reason=exc.reason,
+            )
+        ) from exc
+
+
 def _open(runtime: FanoutRuntime, stream_id: str, transport: str) -> Subscription:
     last_event_id = _last_event_id()
+    _check_token(runtime, stream_id)
     try:
         return runtime.open(stream_id, transport, last_event_id)
     except CapacityError as exc:
@@ -163,6 +200,10 @@ def _register(app: Flask, runtime: FanoutRuntime) -> None:
         if origin and ("*" in allowed_origins or origin in allowed_origins):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Headers"] = "Last-Event-ID, Cache-Control"
+            if request.method == "OPTIONS":
+                response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+                response.headers["Access-Control-Max-Age"] = "600"
+        if allowed_origins:
             response.vary.add("Origin")
         return response
 
@@ -170,10 +211,11 @@ def _register(app: Flask, runtime: FanoutRuntime) -> None:
     def events(stream_id: str) -> Response:
         """Server-Sent Events feed of one stream."""
         sub = _open(runtime, _stream_id(stream_id), "sse")
-        body = sse_body(runtime, sub, request.environ.get("gunicorn.socket"))
+        sock = request.environ.get("gunicorn.socket")
+        body = sse_body(runtime, sub, sock)
         response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
-        # Runs even if the server never starts the body (the viewer left at once).
-        response.call_on_close(sub.close)
+        # Runs once the server is done with the response, even if it never started the body.
+        response.call_on_close(lambda: sse_closed(sub, sock))
         return response
 
     # websocket=True: Werkzeug matches upgrade requests only against rules that accept them.
@@ -191,6 +233,13 @@ def _register(app: Flask, runtime: FanoutRuntime) -> None:
         response.headers["Content-Security-Policy"] = _PAGE_CSP
         return response
 
+    openapi_body = OPENAPI_JSON.read_bytes()
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        """The OpenAPI 3.1 document of fanout (hand-written; tests/fuzz holds it to the app)."""
+        return Response(openapi_body, mimetype="application/json")
+
     @app.get("/healthz")
     def healthz() -> Response:
         """Liveness: the worker answers requests."""
@@ -202,11 +251,17 @@ def _register(app: Flask, runtime: FanoutRuntime) -> None:
         runtime.start()
         if not runtime.ready:
             detail = (
-                "stopping"
+                "draining: feeds are moving to other pods"
                 if runtime.hub.closing
                 else f"not yet reading every partition of {settings.swarms_topic!r}"
             )
-            return problem(503, detail, type_=NOT_READY, title="Not ready")
+            return problem(
+                503,
+                detail,
+                type_=NOT_READY,
+                title="Not ready",
+                headers={"Retry-After": str(settings.busy_retry_after_s)},
+            )
         return jsonify(
             {
                 "status": "ready",

@@ -9,18 +9,39 @@ Greenlets, not threads: a feed is an idle connection almost all the time, so one
 thousands of them; the app is built in each worker after the fork and gevent has patched the
 standard library, and ``post_worker_init`` starts the worker's one Kafka consumer.
 
-Shutdown: on SIGTERM the worker stops accepting; a watcher then closes every feed, so viewers
-reconnect (with Last-Event-ID) to another pod at once instead of at ``graceful_timeout``.
+Metrics: as in ingest, every worker writes its metrics to files in one directory
+(prometheus_client's multiprocess mode), so a scrape of any worker reports them all. This module
+sets ``PROMETHEUS_MULTIPROC_DIR`` before anything imports prometheus_client, and imports nothing
+that does at the top.
+
+Shutdown: SIGTERM (gunicorn's master forwards its own to every worker) starts a drain instead
+of gunicorn's immediate stop: the worker keeps accepting, but answers new feeds and ``/readyz``
+503 with Retry-After, and ends its open feeds one by one at random moments over ``drain_s``, so
+viewers reconnect (with Last-Event-ID) to other pods spread over that period. Then the worker
+withdraws its presence, stops its consumer and stops as gunicorn would. Settings validation
+keeps ``drain_s`` plus a margin within ``graceful_timeout``, after which the master kills.
+SIGINT and SIGQUIT still stop at once (every feed closed immediately).
 """
 
 import logging
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from emostream.common.logging import gunicorn_logconfig
-from emostream.fanout.settings import FanoutSettings
+from emostream.fanout.settings import KEEPALIVE_S, FanoutSettings
 
 _settings = FanoutSettings()
 _log = logging.getLogger(__name__)
+
+_made_metrics_dir = _settings.metrics_dir is None
+metrics_dir = _settings.metrics_dir or tempfile.mkdtemp(prefix="emostream-fanout-metrics-")
+# prometheus_client reads this variable itself, in this process and in the workers it forks;
+# the workers' settings read it too.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
 
 bind = "127.0.0.1:8080"
 worker_class = "gevent"
@@ -28,7 +49,7 @@ workers = _settings.workers
 worker_connections = _settings.worker_connections
 graceful_timeout = _settings.graceful_timeout_s
 timeout = 30
-keepalive = 5
+keepalive = KEEPALIVE_S
 # gunicorn's control socket has one default path per user, which several servers on one machine
 # (ingest, fanout, tests) would fight over; nothing here uses it.
 control_socket_disable = True
@@ -36,18 +57,54 @@ control_socket_disable = True
 logconfig_dict = gunicorn_logconfig(_settings.log_level, access_level="INFO")
 
 
+def on_starting(server: Any) -> None:
+    """The master starts: clear metric files a previous server left in the directory."""
+    for stale in Path(metrics_dir).glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker died or stopped (master): its live gauges stop counting; counters stay."""
+    from prometheus_client import multiprocess  # noqa: PLC0415 - see the module docstring
+
+    multiprocess.mark_process_dead(worker.pid, metrics_dir)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    """The master exits: remove the metrics directory if this configuration made it."""
+    if _made_metrics_dir:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
 def post_worker_init(worker: Any) -> None:
-    """The app is loaded and gevent is active: start the consumer and the shutdown watcher."""
+    """The app is loaded and gevent is active: start the consumer, take over SIGTERM."""
     import gevent  # noqa: PLC0415 - only a worker process (after patching) needs it
 
     from emostream.fanout.app import runtime_of  # noqa: PLC0415
 
     runtime = runtime_of(worker.wsgi)
     runtime.start()
+    drain_s = runtime.settings.drain_s
+
+    def drain_then_stop() -> None:
+        try:
+            runtime.drain(drain_s)
+            runtime.shutdown()
+        finally:
+            # From here on gunicorn's own stop: close the listener, wait for requests.
+            worker.alive = False
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        # A signal handler must not block: the drain runs in its own greenlet, once.
+        if not runtime.draining:
+            runtime.draining = True
+            gevent.spawn(drain_then_stop)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
     def close_feeds_on_exit() -> None:
         while worker.alive:
-            gevent.sleep(0.5)
+            gevent.sleep(0.25)
         runtime.shutdown()
 
     gevent.spawn(close_feeds_on_exit)

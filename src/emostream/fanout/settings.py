@@ -1,12 +1,23 @@
 """Settings of the fanout service, read once from ``EMOSTREAM_*`` environment variables."""
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from emostream.common.settings import CommonSettings
+
+#: How long gunicorn keeps an idle HTTP connection open for a next request (read by
+#: gunicorn_conf). Kept short: feeds hold their own connections, and a stopping worker waits
+#: for idle ones to time out before it exits.
+KEEPALIVE_S = 2
+#: What a worker needs after its drain period: idle connections to time out, gunicorn's
+#: one-second check, stopping the consumer and withdrawing presence.
+DRAIN_MARGIN_S = KEEPALIVE_S + 2.0
 
 
 class FanoutSettings(CommonSettings):
     """Delivery pacing, per-connection limits, the replay window and server sizing of fanout."""
+
+    model_config = SettingsConfigDict(**CommonSettings.model_config, validate_by_name=True)
 
     # Delivery.
     heartbeat_s: float = Field(
@@ -68,6 +79,58 @@ class FanoutSettings(CommonSettings):
         "any); the built-in viewer page is same-origin and needs none.",
     )
 
+    # Viewer presence: a per-stream viewer count across every worker and pod, kept in Redis.
+    presence_enabled: bool = Field(
+        True,
+        description="Count each stream's viewers across all fanout processes in Redis and "
+        'publish the count as "viewers" in every swarm.',
+    )
+    presence_refresh_s: float = Field(
+        2.0,
+        gt=0,
+        le=30,
+        description="How often a worker reports its viewer counts to Redis and reads the totals.",
+    )
+    presence_ttl_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a worker's reported count stays valid without a refresh; a worker "
+        "that dies without withdrawing its counts stops counting after this long.",
+    )
+
+    # Graceful drain on SIGTERM.
+    drain_s: float = Field(
+        5.0,
+        ge=0,
+        description="On SIGTERM, the period over which a worker closes its feeds, each at a "
+        "uniformly random moment, so viewers reconnect elsewhere spread out, not all at once.",
+    )
+
+    # Optional signed viewer tokens.
+    viewer_token_secret: SecretStr | None = Field(
+        None,
+        description="When set, feeds require ?token=<expiry>.<HMAC-SHA256> bound to the stream "
+        "(see `emostream token`); unset, feeds are open to anyone.",
+    )
+    viewer_token_max_ttl_s: int = Field(
+        86_400,
+        ge=1,
+        description="Tokens expiring further ahead than this are refused, so a leaked token "
+        "cannot be valid for long even if it was minted with a long lifetime.",
+    )
+
+    # Metrics of several worker processes.
+    metrics_dir: str | None = Field(
+        None,
+        # prometheus_client reads this variable itself when it is imported; reading the same one
+        # here keeps the app's idea of the mode and the library's the same.
+        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR"),
+        description="PROMETHEUS_MULTIPROC_DIR: where each worker process keeps its metrics "
+        "(prometheus_client's multiprocess mode), so /metrics covers every worker. "
+        "gunicorn_conf makes a fresh directory when it is unset; an app without it (tests) keeps "
+        "its metrics in memory.",
+    )
+
     # Latest snapshot for new viewers when the replay buffer has none.
     snapshot_from_redis: bool = Field(
         True, description="Greet a new viewer with the latest swarm stored in Redis."
@@ -106,7 +169,7 @@ class FanoutSettings(CommonSettings):
         10,
         ge=1,
         description="How long gunicorn lets a stopping worker close its feeds (clients resume "
-        "elsewhere with Last-Event-ID).",
+        "elsewhere with Last-Event-ID); must exceed drain_s by at least drain_margin_s.",
     )
 
     @model_validator(mode="after")
@@ -115,6 +178,25 @@ class FanoutSettings(CommonSettings):
             raise ValueError(
                 "replay_max_per_stream must be at least client_queue_size, or a client dropped "
                 "for being slow could not resume from the replay buffer"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _drain_fits_in_grace(self) -> "FanoutSettings":
+        if self.drain_s + DRAIN_MARGIN_S > self.graceful_timeout_s:
+            raise ValueError(
+                f"graceful_timeout_s ({self.graceful_timeout_s}) must be at least drain_s "
+                f"({self.drain_s}) + {DRAIN_MARGIN_S} s, or gunicorn kills the worker before "
+                "its last feeds are closed cleanly"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _presence_outlives_a_refresh(self) -> "FanoutSettings":
+        if self.presence_ttl_s < 2 * self.presence_refresh_s:
+            raise ValueError(
+                "presence_ttl_s must be at least twice presence_refresh_s, or one slow refresh "
+                "would make a live worker's viewers vanish from the count"
             )
         return self
 

@@ -29,6 +29,12 @@ from emostream.ingest.settings import IngestSettings
 
 DEFAULT_STREAM_ID = "default"
 MAX_USER_ID_CHARS = 128
+#: JSON integers ingest reads exactly (orjson's range); a longer one arrives as a float.
+MIN_JSON_INT = -(2**63)
+MAX_JSON_INT = 2**64 - 1
+#: Up to this magnitude a number written with a fraction or exponent (``7.0``, ``7e0``) still
+#: names exactly one integer, the same one as without it.
+MAX_EXACT_FLOAT_INT = 2**53
 #: Numbers below this are epoch seconds (good until the year 5138), from it up epoch milliseconds.
 EPOCH_SECONDS_BELOW = 100_000_000_000
 #: Longest timestamp string considered; real ISO 8601 strings are far shorter.
@@ -166,7 +172,19 @@ EVENT_IDS = _EventIds()
 
 
 def parse_user_id(value: object) -> str:
-    """A user id as a string: given as a string or an integer (not a boolean), 1..128 chars."""
+    """A user id as a string: given as a string or an integer (not a boolean), 1..128 chars.
+
+    JSON has one number type, so ``7.0`` is the integer 7 (as JSON Schema counts it too) and
+    becomes ``"7"``, the same user as ``7``.
+    """
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) <= MAX_EXACT_FLOAT_INT:
+            value = int(value)
+        elif not MIN_JSON_INT <= value <= MAX_JSON_INT:
+            # An integer beyond 64 bits, which orjson reads as a float, more likely than not.
+            raise InvalidEventError(
+                "user_id", "is beyond the 64-bit integer range; send long ids as strings"
+            )
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidEventError("user_id", "must be a string or an integer")
     if isinstance(value, int) and abs(value) >= 10**MAX_USER_ID_CHARS:

@@ -17,7 +17,12 @@ from emostream.ingest._problems import (
     PROBLEM_JSON,
     RATE_LIMITED,
 )
-from emostream.ingest._validation import EPOCH_SECONDS_BELOW, MAX_USER_ID_CHARS
+from emostream.ingest._validation import (
+    EPOCH_SECONDS_BELOW,
+    MAX_JSON_INT,
+    MAX_USER_ID_CHARS,
+    MIN_JSON_INT,
+)
 from emostream.ingest.settings import IngestSettings
 
 _BODY_ERRORS = {
@@ -172,10 +177,14 @@ def openapi_document(settings: IngestSettings) -> dict[str, Any]:
 def _schemas(emojis: list[str], aliases: list[str]) -> dict[str, Any]:
     return {
         "UserId": {
-            "description": "Who reacted; an integer is turned into its decimal string.",
+            "description": (
+                "Who reacted; an integer is turned into its decimal string (7 and 7.0 are the "
+                "same user). Integers are read exactly within 64 bits, so longer ids must be "
+                "sent as strings."
+            ),
             "oneOf": [
                 {"type": "string", "minLength": 1, "maxLength": MAX_USER_ID_CHARS},
-                {"type": "integer"},
+                {"type": "integer", "minimum": MIN_JSON_INT, "maximum": MAX_JSON_INT},
             ],
         },
         "Emoji": {
@@ -207,7 +216,11 @@ def _schemas(emojis: list[str], aliases: list[str]) -> dict[str, Any]:
                 "user_id": _ref("UserId"),
                 "emoji_type": _ref("Emoji"),
                 "timestamp": _ref("Timestamp"),
-                "stream_id": {**_ref("StreamId"), "default": "default"},
+                "stream_id": {
+                    "oneOf": [_ref("StreamId"), {"type": "null"}],
+                    "default": "default",
+                    "description": "Absent or null means the stream `default`.",
+                },
             },
         },
         "Reaction": {

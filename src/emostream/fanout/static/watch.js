@@ -1,128 +1,94 @@
-// The live viewer: one EventSource on this stream's SSE feed, floating emojis sized by each
-// swarm, the window's running counts, the sentiment index and a small trend of recent windows.
-// No framework and no build step; everything is drawn with plain DOM calls (never innerHTML,
-// since the feed's text ends up on the page).
-"use strict";
+// The live viewer page of one stream: floating emojis sized by each swarm, the current window's
+// counts, a trend chart per emoji, the sentiment wave, the viewer count and the connection state.
+// Plain modules, no build step. Feed text only ever reaches the page through textContent and
+// attributes, never innerHTML.
 
-(() => {
-  const streamId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
-  const feedUrl = `/v1/streams/${encodeURIComponent(streamId)}/events`;
-  const MAX_FLOATERS = 250;
-  const TREND_WINDOWS = 60;
+import { SentimentChart, TrendChart, clock } from "./charts.js";
+import { follow } from "./feed.js";
+import { Floaters } from "./floaters.js";
+import { WindowHistory } from "./windows.js";
 
-  const $ = (id) => document.getElementById(id);
-  const stage = $("stage");
-  const statusEl = $("status");
-  const windows = new Map(); // window_start -> latest total of that window, for the trend
-  let lastCounts = { window: null, counts: {} };
-  let lastEventId = null;
-  let source = null;
-  let retryDelay = 1000;
+const SPAN_MINUTES = 5;
 
-  $("stream").textContent = streamId;
-  document.title = `Emostream · ${streamId}`;
+const $ = (id) => document.getElementById(id);
+const streamId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
+const recent = new WindowHistory(SPAN_MINUTES * 60 * 1000);
+const floaters = new Floaters($("stage"));
+const trend = new TrendChart($("trend-chart"), $("trend-legend"), {
+  height: 170,
+  spanLabel: `${SPAN_MINUTES} minutes`,
+});
+const wave = new SentimentChart($("sentiment-chart"), { height: 130 });
+let drawPending = false;
 
-  function setStatus(state, text) {
-    statusEl.className = `status ${state}`;
-    statusEl.textContent = text;
+$("stream").textContent = streamId;
+document.title = `Emostream · ${streamId}`;
+
+const STATES = {
+  connecting: () => "connecting…",
+  live: () => "live",
+  reconnecting: () => "reconnecting…",
+  offline: (waitMs) => `offline, retrying in ${Math.max(1, Math.round(waitMs / 1000))} s`,
+};
+
+function showState(state, detail) {
+  const el = $("status");
+  el.dataset.state = state;
+  el.textContent = STATES[state](detail);
+}
+
+function onSwarm(message) {
+  if (Number.isInteger(message.viewers) && message.viewers >= 0) showViewers(message.viewers);
+  const news = recent.record(message);
+  if (news === null) return;
+  $("stage-hint").hidden = true;
+  floaters.release(news.window, news.previous);
+  const latest = recent.latest();
+  if (latest !== null && latest.start === news.window.start) showWindow(latest);
+  // Bursts of updates draw once per frame; a hidden tab draws when it is shown again.
+  if (!drawPending) {
+    drawPending = true;
+    requestAnimationFrame(draw);
   }
+}
 
-  function connect() {
-    // EventSource resends Last-Event-ID itself while it reconnects; after it has given up
-    // (an HTTP error such as 503) a new one starts where the last left off via the query.
-    const url = lastEventId ? `${feedUrl}?last_event_id=${encodeURIComponent(lastEventId)}` : feedUrl;
-    source = new EventSource(url);
-    setStatus("connecting", "connecting");
-    source.onopen = () => {
-      retryDelay = 1000;
-      setStatus("live", "live");
-    };
-    source.onerror = () => {
-      if (source.readyState === EventSource.CLOSED) {
-        setStatus("offline", `offline, retrying in ${Math.round(retryDelay / 1000)} s`);
-        setTimeout(connect, retryDelay);
-        retryDelay = Math.min(retryDelay * 2, 30000);
-      } else {
-        setStatus("connecting", "reconnecting");
-      }
-    };
-    source.addEventListener("swarm", (event) => {
-      if (event.lastEventId) lastEventId = event.lastEventId;
-      let swarm;
-      try {
-        swarm = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      show(swarm);
+function draw() {
+  drawPending = false;
+  trend.update(recent);
+  wave.update(recent);
+}
+
+function showViewers(n) {
+  const el = $("viewers");
+  el.dataset.value = String(n);
+  el.textContent = n.toLocaleString();
+  $("viewers-label").textContent = n === 1 ? "viewer" : "viewers";
+}
+
+function showWindow(shown) {
+  $("window").textContent = `${clock(shown.start / 1000)} – ${clock(shown.end / 1000)}`;
+  const rows = Object.entries(shown.counts)
+    .sort((a, b) => b[1] - a[1])
+    .map(([emoji, n]) => {
+      const row = document.createElement("tr");
+      const name = document.createElement("th");
+      name.scope = "row";
+      name.textContent = emoji;
+      row.append(name, cell(n.toLocaleString()), cell(`×${shown.swarm[emoji] || 0}`));
+      return row;
     });
+  $("counts").tBodies[0].replaceChildren(...rows);
+  if (shown.sentiment !== null) {
+    $("sentiment-meter").value = shown.sentiment;
+    $("sentiment-meter").hidden = false;
+    $("sentiment").textContent = shown.sentiment.toFixed(2);
   }
+}
 
-  function show(swarm) {
-    const counts = swarm.counts || {};
-    const previous = lastCounts.window === swarm.window_start ? lastCounts.counts : {};
-    for (const [emoji, size] of Object.entries(swarm.swarm || {})) {
-      // Running totals repeat a window several times: float only what is new in this update.
-      if ((counts[emoji] || 0) > (previous[emoji] || 0)) float(emoji, size);
-    }
-    lastCounts = { window: swarm.window_start, counts };
-    showCounts(swarm, counts);
-    showSentiment(swarm.sentiment);
-    const total = Object.values(counts).reduce((a, b) => a + b, 0);
-    windows.set(swarm.window_start, total);
-    while (windows.size > TREND_WINDOWS) windows.delete(windows.keys().next().value);
-    drawTrend();
-  }
+function cell(text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  return td;
+}
 
-  function float(emoji, size) {
-    const copies = Math.min(size, 8);
-    for (let i = 0; i < copies && stage.childElementCount < MAX_FLOATERS; i++) {
-      const el = document.createElement("span");
-      el.className = "floater";
-      el.textContent = emoji;
-      el.style.left = `${5 + Math.random() * 85}%`;
-      el.style.fontSize = `${1.5 + Math.min(Math.log2(size + 1), 5) * 0.6}rem`;
-      el.style.setProperty("--drift", `${Math.round((Math.random() - 0.5) * 120)}px`);
-      el.style.setProperty("--duration", `${2.5 + Math.random() * 2}s`);
-      el.style.animationDelay = `${Math.random() * 0.8}s`;
-      el.addEventListener("animationend", () => el.remove());
-      stage.appendChild(el);
-    }
-  }
-
-  function showCounts(swarm, counts) {
-    const start = new Date(swarm.window_start).toLocaleTimeString();
-    const end = new Date(swarm.window_end).toLocaleTimeString();
-    $("window").textContent = `${start} – ${end}`;
-    const body = $("counts").tBodies[0];
-    body.replaceChildren();
-    for (const [emoji, n] of Object.entries(counts).sort((a, b) => b[1] - a[1])) {
-      const row = body.insertRow();
-      row.insertCell().textContent = emoji;
-      row.insertCell().textContent = n.toLocaleString();
-      row.insertCell().textContent = `×${(swarm.swarm || {})[emoji] || 0}`;
-    }
-  }
-
-  function showSentiment(value) {
-    if (typeof value !== "number") return;
-    $("sentiment-meter").value = value;
-    $("sentiment").textContent = value.toFixed(2);
-  }
-
-  function drawTrend() {
-    const canvas = $("trend");
-    const ctx = canvas.getContext("2d");
-    const values = [...windows.values()];
-    const max = Math.max(1, ...values);
-    const w = canvas.width / TREND_WINDOWS;
-    ctx.clearRect(0, 0, canvas.width, canvas.height);
-    ctx.fillStyle = "#4a8cd6";
-    values.forEach((v, i) => {
-      const h = (v / max) * (canvas.height - 2);
-      ctx.fillRect(i * w, canvas.height - h, Math.max(w - 1, 1), h);
-    });
-  }
-
-  connect();
-})();
+follow(streamId, { onSwarm, onState: showState });
