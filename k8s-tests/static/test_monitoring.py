@@ -10,16 +10,19 @@ import yaml
 pytestmark = pytest.mark.chart
 
 #: Series from other exporters the dashboard and rules read: Prometheus itself, kube-state-metrics
-#: (kube-prometheus-stack) and the Strimzi Kafka Exporter.
+#: and the kubelet's cAdvisor (kube-prometheus-stack scrapes both) and the Strimzi Kafka Exporter.
 EXTERNAL = {
     "up",
     "kube_pod_info",
     "kube_horizontalpodautoscaler_status_current_replicas",
+    "kube_horizontalpodautoscaler_status_desired_replicas",
     "kube_horizontalpodautoscaler_spec_max_replicas",
+    "container_cpu_usage_seconds_total",
+    "container_memory_working_set_bytes",
     "kafka_topic_partition_current_offset",
     "kafka_topic_partitions",
 }
-_SERIES = re.compile(r"\b((?:emostream|kube|kafka)_[a-z0-9_]+|up)\s*(?=[{\[)])")
+_SERIES = re.compile(r"\b((?:emostream|kube|kafka|container)_[a-z0-9_]+|up)\s*(?=[{\[)])")
 
 
 def series_read(promql: str) -> set[str]:
@@ -55,16 +58,108 @@ def test_dashboard_configmap_is_labelled_for_grafana() -> None:
     assert json.loads(cm["data"]["emostream.json"])["uid"] == "emostream"
 
 
+def test_dashboard_shows_what_operators_watch() -> None:
+    """The dashboard covers each tier's load, latency, drops, Kafka lag, scaling and resources."""
+    read = set().union(*map(series_read, dashboard_exprs(variables=False)))
+    assert {
+        "emostream_ingest_requests_total",
+        "emostream_ingest_events_accepted_total",
+        "emostream_ingest_events_rejected_total",
+        "emostream_aggregate_input_rows_per_second",
+        "emostream_aggregate_processed_rows_per_second",
+        "emostream_aggregate_batch_duration_seconds",
+        "emostream_aggregate_offsets_behind_latest",
+        "emostream_aggregate_late_rows_total",
+        "emostream_fanout_event_to_viewer_seconds_bucket",
+        "emostream_fanout_connections",
+        "emostream_fanout_messages_sent_total",
+        "emostream_fanout_slow_client_disconnects_total",
+        "emostream_fanout_upstream_lag_messages",
+        "kube_horizontalpodautoscaler_status_desired_replicas",
+        "kube_horizontalpodautoscaler_status_current_replicas",
+        "container_cpu_usage_seconds_total",
+        "container_memory_working_set_bytes",
+    } <= read
+
+
+def test_dashboard_panels_do_not_overlap() -> None:
+    """Panel ids are unique and no two panels share a grid cell (24 columns wide)."""
+    dash = json.loads((chartlib.CHART / "dashboards" / "emostream.json").read_text())
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    taken: set[tuple[int, int]] = set()
+    for panel in dash["panels"]:
+        g = panel["gridPos"]
+        assert g["x"] + g["w"] <= 24, panel["title"]
+        cells = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
+        assert not cells & taken, panel["title"]
+        taken |= cells
+
+
+def runbook_anchors() -> set[str]:
+    """Anchors of the headings of docs/operations.md, as Markdown renderers derive them."""
+    text = (chartlib.ROOT / "docs" / "operations.md").read_text()
+    headings = re.findall(r"^#+ (.+)$", text, re.MULTILINE)
+    return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
 def test_alert_rules_read_exported_metrics(exported: set[str]) -> None:
-    """Every alert expression reads only exported series, and each alert has a summary."""
+    """Every alert reads only exported series and has a summary, a description and a runbook."""
     (rule,) = chartlib.of_kind(chartlib.rendered(None), "PrometheusRule")
+    anchors = runbook_anchors()
     for group in rule["spec"]["groups"]:
         for alert in group["rules"]:
+            name = alert["alert"]
             read = series_read(alert["expr"])
-            assert read, alert["alert"]
-            assert {m for m in read if m.startswith("emostream_")} <= exported, alert["alert"]
-            assert {m for m in read if not m.startswith("emostream_")} <= EXTERNAL, alert["alert"]
-            assert alert["annotations"]["summary"]
+            assert read, name
+            assert {m for m in read if m.startswith("emostream_")} <= exported, name
+            assert {m for m in read if not m.startswith("emostream_")} <= EXTERNAL, name
+            notes = alert["annotations"]
+            assert notes["summary"], name
+            assert notes["description"], name
+            page, _, anchor = notes["runbook_url"].partition("#")
+            assert page == "docs/operations.md", name
+            assert anchor == name.lower(), name
+            assert anchor in anchors, name
+
+
+def test_alert_thresholds_come_from_values() -> None:
+    """Changing a threshold in values changes the rendered alert that uses it."""
+    values = yaml.safe_load((chartlib.CHART / "values.yaml").read_text())["monitoring"]["rules"]
+    changed = {
+        "eventToViewerP99Seconds": ("EmostreamReactionToViewerSlow", 7.5),
+        "fanoutUpstreamLagMessages": ("EmostreamFanoutUpstreamLag", 12345),
+        "ingest5xxRatio": ("EmostreamIngestErrorRatio", 0.125),
+        "fanoutDroppedPerMinuteRatio": ("EmostreamFanoutDroppingViewers", 0.375),
+        "aggregateBacklogRecords": ("EmostreamAggregateBehind", 54321),
+    }
+    # --set would pass the fractions as strings, which the values schema refuses.
+    overrides = [f"--set-json=monitoring.rules.{key}={v}" for key, (_, v) in changed.items()]
+    result = chartlib.run(
+        [
+            chartlib.tool("helm"),
+            "template",
+            chartlib.RELEASE,
+            chartlib.CHART,
+            "--namespace",
+            chartlib.NAMESPACE,
+            "--kube-version",
+            chartlib.KUBE_VERSION,
+            *chartlib.helm_args(),
+            *overrides,
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    (rule,) = chartlib.of_kind(chartlib.parse(result.stdout), "PrometheusRule")
+    by_name = {a["alert"]: a for g in rule["spec"]["groups"] for a in g["rules"]}
+    for key, (alert, value) in changed.items():
+        assert values[key] != value, key
+        assert f"> {value}" in by_name[alert]["expr"], key
+    notes = by_name["EmostreamFanoutDroppingViewers"]["annotations"]
+    assert "more than 37.5 % of its viewers" in notes["summary"]
+    assert notes["runbook_url"] == "docs/operations.md#emostreamfanoutdroppingviewers"
 
 
 def test_adapter_rules_read_exported_series(exported: set[str]) -> None:

@@ -46,9 +46,15 @@ class HandshakeError(EmostreamError):
 
 
 def _observe_lag(runtime: FanoutRuntime, transport: str, swarm: Swarm) -> None:
+    """Time a live swarm's write: from its emission, and from the newest reaction it counts."""
+    now = now_ms()
+    metrics = runtime.metrics
     if swarm.emitted_at_ms is not None:
-        lag_s = max(0, now_ms() - swarm.emitted_at_ms) / 1000
-        runtime.metrics.delivery_lag.labels(transport).observe(lag_s)
+        metrics.delivery_lag.labels(transport).observe(max(0, now - swarm.emitted_at_ms) / 1000)
+    if swarm.last_receive_ms is not None:
+        metrics.event_to_viewer.labels(transport).observe(
+            max(0, now - swarm.last_receive_ms) / 1000
+        )
 
 
 def sse_body(runtime: FanoutRuntime, sub: Subscription, sock: Any | None) -> Iterator[bytes]:

@@ -38,6 +38,9 @@ from emostream.fanout._upstream import UpstreamStats
 
 #: From "instant" to "a viewer would notice": the end-to-end budget is about one second.
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+#: A tap shows up on screens after a window closes and a micro-batch runs, so the
+#: reaction-to-viewer budget is a few seconds; finer below 1 s, up to a stalled pipeline's 30 s.
+_EVENT_TO_VIEWER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30)
 #: Why a subscription ended (values of the ``reason`` label, declared so rates start at zero).
 END_REASONS = ("overflow", "drain", "shutdown", "closed")
 
@@ -103,6 +106,14 @@ class FanoutMetrics:
             "pipeline).",
             ["transport"],
             buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.event_to_viewer = Histogram(
+            "emostream_fanout_event_to_viewer_seconds",
+            "From ingest receiving the newest reaction a live swarm counts to fanout writing "
+            "the swarm to a viewer's socket: how long a tap takes to reach the screens.",
+            ["transport"],
+            buckets=_EVENT_TO_VIEWER_BUCKETS,
             registry=r,
         )
         self.write_failures = Counter(
@@ -255,6 +266,7 @@ class FanoutMetrics:
         for transport in TRANSPORTS:
             self.messages_sent.labels(transport)
             self.delivery_lag.labels(transport)
+            self.event_to_viewer.labels(transport)
             self.write_failures.labels(transport)
             self.connections.labels(transport)
             self._slow.declare(transport)

@@ -24,10 +24,12 @@ class Swarm:
     """One swarm update of one stream.
 
     ``time_ms`` (when the aggregation emitted it) decides when it leaves the replay buffer;
-    ``text`` is the message as Kafka holds it, re-encoded compactly. Viewers get it with the
-    stream's current viewer count added (:meth:`render`); the encodings for the latest count
-    are cached, so sending one swarm to ten thousand viewers costs ten thousand writes and one
-    serialisation (one more whenever the count changes in between).
+    ``last_receive_ms`` (when ingest received the newest reaction it counts) is where the
+    latency a viewer perceives for a tap starts; ``text`` is the message as Kafka holds it,
+    re-encoded compactly. Viewers get it with the stream's current viewer count added
+    (:meth:`render`); the encodings for the latest count are cached, so sending one swarm to
+    ten thousand viewers costs ten thousand writes and one serialisation (one more whenever the
+    count changes in between).
     """
 
     id: str
@@ -35,6 +37,7 @@ class Swarm:
     time_ms: int
     emitted_at_ms: int | None
     text: str
+    last_receive_ms: int | None = None
     _rendered: list[tuple[int, str, bytes]] = field(default_factory=list, compare=False, repr=False)
 
     def render(self, viewers: int) -> tuple[str, bytes]:
@@ -65,6 +68,8 @@ class Swarm:
             raise InvalidEventError("counts", "counts and swarm must be JSON objects")
         emitted = obj.get("emitted_at")
         emitted_at_ms = emitted if isinstance(emitted, int) and emitted > 0 else None
+        received = obj.get("last_receive_ms")
+        last_receive_ms = received if isinstance(received, int) and received > 0 else None
         # The count fanout publishes is its own; a member of that name upstream would be stale.
         obj = {k: v for k, v in obj.items() if k != VIEWERS_FIELD}
         # Re-encoding guarantees one compact line whatever the producer wrote.
@@ -75,6 +80,7 @@ class Swarm:
             time_ms=emitted_at_ms or fallback_time_ms,
             emitted_at_ms=emitted_at_ms,
             text=text,
+            last_receive_ms=last_receive_ms,
         )
 
     @classmethod
