@@ -67,6 +67,10 @@ class FakeConsumer:
     def assign(self, partitions: list[TopicPartition]) -> None:
         self.assigned = partitions
 
+    def poll(self, timeout: float) -> FakeMessage | None:
+        batch = self.consume(1, timeout)
+        return batch[0] if batch else None
+
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
         batch, self.messages = self.messages[:num_messages], self.messages[num_messages:]
         if not batch:

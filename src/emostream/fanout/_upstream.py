@@ -213,11 +213,13 @@ class Upstream:
         next_expire = next_refresh = time.monotonic()
         next_refresh += _METADATA_REFRESH_S
         while not self._stop.is_set():
-            messages = run_blocking(
-                consumer.consume, num_messages=s.consume_batch, timeout=s.consume_timeout_s
-            )
-            for msg in messages:
-                self._handle(msg)
+            # Wait for the first message only, then take what else is already fetched without
+            # waiting: consume(n, timeout) would hold a burst smaller than n until the timeout.
+            first = run_blocking(consumer.poll, s.consume_timeout_s)
+            if first is not None:
+                self._handle(first)
+                for msg in consumer.consume(num_messages=s.consume_batch, timeout=0):
+                    self._handle(msg)
             now = time.monotonic()
             if now >= next_expire:
                 self.hub.expire()

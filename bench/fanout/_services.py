@@ -1,0 +1,225 @@
+"""The processes a run needs: Kafka, Redis, and the servers under test, with their footprint.
+
+A broker or Redis named by ``EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS`` / ``EMOSTREAM_REDIS_URL`` is
+used as it is; otherwise one is started on free loopback ports for the run (the broker from the
+local stack's Maven jars) and stopped at the end. Every process is started in its own session
+through :class:`ProcessDir`, so stopping it also stops its children (gunicorn's workers, the
+baseline's forks), on Ctrl-C too.
+
+The fanout is a black box here: the local stack's gunicorn command line and its ``EMOSTREAM_*``
+settings, nothing imported from its package.
+"""
+
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from emostream.localstack import checks
+from emostream.localstack.jars import kafka_broker_jars
+from emostream.localstack.kafka import KafkaBroker, kafka_ready
+from emostream.localstack.process import ProcessDir
+from emostream.localstack.settings import StackSettings
+from emostream.localstack.stack import gunicorn_command
+
+ROOT = Path(__file__).resolve().parents[2]
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(ready: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+    """Poll ``ready`` until it holds, or give up with an error naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} not ready after {timeout_s:.0f} s")
+        time.sleep(0.25)
+
+
+@contextmanager
+def kafka(given: str | None, procs: ProcessDir, workdir: Path) -> Iterator[str]:
+    """Bootstrap servers of a broker: ``given``, or one started here for the block."""
+    if given:
+        yield given
+        return
+    stack = StackSettings()
+    broker = KafkaBroker(
+        jars=kafka_broker_jars(ROOT / stack.stack_dir / "jars", stack.kafka_version),
+        data_dir=workdir / "kafka",
+        port=free_port(),
+        controller_port=free_port(),
+        heap="512m",
+    )
+    broker.prepare()
+    procs.start("kafka", broker.command(), {}, ROOT)
+    try:
+        wait_for(lambda: kafka_ready(broker.bootstrap), "Kafka broker")
+        yield broker.bootstrap
+    finally:
+        procs.stop("kafka", grace_s=20)
+
+
+@contextmanager
+def redis(given: str | None, procs: ProcessDir, workdir: Path) -> Iterator[str]:
+    """URL of a Redis (the fanout reads snapshots there): ``given``, or one started here."""
+    if given:
+        yield given
+        return
+    server = checks.require_program("redis-server", "apt-get install -y redis-server")
+    port = free_port()
+    data = workdir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", ""]
+    procs.start("redis", cmd, {}, ROOT)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_for(lambda: checks.redis_ready(url), "Redis")
+        yield url
+    finally:
+        procs.stop("redis", grace_s=10)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server under test: the root of its process tree and where viewers connect."""
+
+    name: str
+    pid: int
+    addresses: list[tuple[str, int]]
+    paths: list[str]
+    about: str
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def _ready_everywhere(
+    url: str, procs: ProcessDir, name: str, times: int = 12
+) -> Callable[[], bool]:
+    """Ready when ``url`` answers 200 ``times`` in a row: requests land on any worker."""
+
+    def ready() -> bool:
+        if procs.running_pid(name) is None:
+            raise SystemExit(f"{name} exited during start-up; see {procs.log_file(name)}")
+        return all(http_status(url) == 200 for _ in range(times))
+
+    return ready
+
+
+@contextmanager
+def fanout(
+    env: Mapping[str, str],
+    procs: ProcessDir,
+    *,
+    streams: list[str],
+    workers: int,
+    max_connections: int,
+) -> Iterator[Server]:
+    """The fanout service, started with the local stack's gunicorn command line."""
+    port = free_port()
+    full_env = {
+        **env,
+        "EMOSTREAM_WORKERS": str(workers),
+        "EMOSTREAM_MAX_CONNECTIONS": str(max_connections),
+        "EMOSTREAM_LOG_LEVEL": "WARNING",
+    }
+    pid = procs.start("fanout", gunicorn_command("fanout", port, "gevent"), full_env, ROOT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(_ready_everywhere(f"{url}/readyz", procs, "fanout"), "fanout", timeout_s=90)
+        yield Server(
+            "fanout",
+            pid,
+            [("127.0.0.1", port)],
+            [f"/v1/streams/{s}/events" for s in streams],
+            f"gunicorn -k gevent, {workers} workers x {max_connections} connections",
+        )
+    finally:
+        procs.stop("fanout", grace_s=30)
+
+
+@contextmanager
+def baseline(
+    env: Mapping[str, str], procs: ProcessDir, *, streams: list[str], workers: int, topic: str
+) -> Iterator[Server]:
+    """The raw asyncio broadcaster of ``bench.fanout._baseline``, reading the same topic."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "bench.fanout._baseline", "--port", str(port),
+        "--workers", str(workers), "--bootstrap", env["EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS"],
+        "--topic", topic,
+    ]  # fmt: skip
+    pid = procs.start("baseline", cmd, env, ROOT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(_ready_everywhere(f"{url}/readyz", procs, "baseline"), "baseline", timeout_s=60)
+        yield Server(
+            "baseline",
+            pid,
+            [("127.0.0.1", port)],
+            [f"/v1/streams/{s}/events" for s in streams],
+            f"raw asyncio, {workers} processes (SO_REUSEPORT), same Kafka topic",
+        )
+    finally:
+        procs.stop("baseline", grace_s=15)
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children[ppid].append(int(stat.parent.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def rss_bytes(pids: list[int]) -> int:
+    """Resident memory of ``pids`` together (shared pages counted in each, as ``ps`` does)."""
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by ``pids``."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _TICKS
+    return total
