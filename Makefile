@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart lint typecheck images bench-ingest bench-aggregate bench-fanout load clean
+.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart test-faults lint typecheck images bench-ingest bench-aggregate bench-fanout load clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -77,7 +77,10 @@ test-chart: venv tools ## static Helm chart tests (no cluster, no network)
 	$(BIN)/pytest -m chart k8s-tests/static
 
 test: system-deps venv tools lint typecheck ## lint, type-check, then every test: real Kafka, Redis, Spark; chart
-	$(BIN)/pytest -m "not cluster"
+	$(BIN)/pytest -m "not cluster and not faults"
+
+test-faults: system-deps venv ## kill and restart each part of a private stack under load: nothing lost, nothing counted twice
+	$(BIN)/pytest -m faults tests/faults
 
 BENCH_ARGS ?=
 bench-ingest: system-deps venv ## ingest throughput vs. a bare Flask ceiling, against a local Kafka

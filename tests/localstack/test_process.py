@@ -34,6 +34,19 @@ def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
         os.killpg(pid, 0)
 
 
+def test_a_part_that_exited_is_not_running(tmp_path: Path) -> None:
+    """A child that died (a zombie until reaped) is reported gone, not running until a timeout."""
+    procs = ProcessDir(tmp_path / "run", tmp_path / "logs")
+    procs.start(
+        "quitter", [sys.executable, "-c", "import time; time.sleep(0.3)"], os.environ, tmp_path
+    )
+    assert procs.running_pid("quitter") is not None
+    deadline = time.monotonic() + 30
+    while procs.running_pid("quitter") is not None:
+        assert time.monotonic() < deadline, "an exited part still counts as running"
+        time.sleep(0.1)
+
+
 def test_a_reused_pid_is_not_taken_for_ours(tmp_path: Path) -> None:
     """A pid file whose pid now runs another program is treated as stopped and never signalled."""
     procs = ProcessDir(tmp_path / "run", tmp_path / "logs")

@@ -6,6 +6,7 @@ command line is no identity: Redis rewrites its own), so a pid that the system r
 unrelated program is never signalled.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -37,7 +38,7 @@ class ProcessDir:
             record = json.loads(self.pid_file(name).read_text())
             pid = int(record["pid"])
             started = int(record["started"])
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             return None
         return pid if _start_ticks(pid) == started else None
 
@@ -77,13 +78,23 @@ class ProcessDir:
 
 
 def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    """The start time in clock ticks since boot (field 22 of /proc/<pid>/stat) of a live process.
+
+    A process that exited but was not yet reaped (a zombie: our child, when the starting command
+    is still running) counts as gone, and is reaped here, so a part that dies during start-up
+    is reported at once instead of after the readiness timeout.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses; fields after it do not.
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return None
+    return int(fields[19])
 
 
 def _group_alive(pgid: int) -> bool:
