@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart test-faults lint typecheck images bench-ingest bench-aggregate bench-fanout load clean
+.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart test-faults lint typecheck images cluster cluster-delete bench-ingest bench-aggregate bench-fanout load clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -96,6 +96,16 @@ USERS ?= 100
 RUN_TIME ?= 2m
 load: up ## Locust, headless, against the local stack for RUN_TIME with USERS; report and plots in reports/
 	$(BIN)/python -m emostream.loadgen --users $(USERS) --run-time $(RUN_TIME) $(LOAD_ARGS)
+
+cluster: ## build (once, offline: ~1 h cold) and create the single-node kind cluster `emostream` with KEDA
+	k8s-tests/cluster/build.sh
+	k8s-tests/cluster/create-cluster.sh
+	k8s-tests/cluster/build-keda.sh
+	k8s-tests/cluster/install-keda.sh
+	@echo "export KUBECONFIG=$(CURDIR)/.emostream/cluster/kubeconfig"
+
+cluster-delete: ## delete the kind cluster `emostream` (the built images and caches stay)
+	k8s-tests/cluster/delete-cluster.sh
 
 ROLES ?=
 images: ## build the container images offline (all roles, or ROLES="ingest fanout")

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Remove the kind cluster "emostream" (its node container) and its kubeconfig. The images and
+# caches stay, so create-cluster.sh makes a new cluster in a few minutes.
+#
+# usage: k8s-tests/cluster/delete-cluster.sh
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+need_docker
+command -v kind >/dev/null 2>&1 || die "kind is missing: run build.sh first"
+if kind get clusters 2>/dev/null | grep -qx "${CLUSTER_NAME}"; then
+  kind delete cluster --name "${CLUSTER_NAME}" --kubeconfig "${KUBECONFIG_FILE}"
+  say "cluster ${CLUSTER_NAME} deleted"
+else
+  say "no cluster ${CLUSTER_NAME}"
+fi
+rm -f "${KUBECONFIG_FILE}"

@@ -1,0 +1,30 @@
+#!/bin/sh
+# kube-proxy must write its rules with the same iptables backend (legacy or nf_tables) as the
+# node, or packets meet two rule sets. The kubelet marks the backend it uses with the
+# KUBE-IPTABLES-HINT / KUBE-KUBELET-CANARY chains; without them, the backend holding more rules
+# wins. Then the real kube-proxy runs with all its arguments.
+set -eu
+
+has_kubelet_chains() {
+  { "iptables-$1-save" -t mangle; "ip6tables-$1-save" -t mangle; } 2>/dev/null |
+    grep -q -e KUBE-IPTABLES-HINT -e KUBE-KUBELET-CANARY
+}
+
+count_rules() {
+  { "iptables-$1-save"; "ip6tables-$1-save"; } 2>/dev/null | grep -c '^-' || true
+}
+
+if has_kubelet_chains nft; then
+  mode=nft
+elif has_kubelet_chains legacy; then
+  mode=legacy
+elif [ "$(count_rules legacy)" -gt "$(count_rules nft)" ]; then
+  mode=legacy
+else
+  mode=nft
+fi
+
+for tool in iptables ip6tables; do
+  update-alternatives --set "${tool}" "/usr/sbin/${tool}-${mode}" >/dev/null
+done
+exec /usr/local/lib/kube-proxy/kube-proxy "$@"

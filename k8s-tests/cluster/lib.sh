@@ -1,0 +1,102 @@
+# shellcheck shell=bash disable=SC2034  # the settings here are used by the scripts sourcing it
+# Shared settings and helpers of the offline cluster scripts; sourced, never run.
+#
+# Everything these scripts make is kept under .emostream/cluster/ (git-ignored):
+#   bin/      binaries built from the Go module proxy, one directory per component and version
+#   src/      the small wrapper Go modules they are built from
+#   go/       GOMODCACHE and GOCACHE, so a second build takes seconds
+#   rootfs/   root file system tarballs made with debootstrap
+#   images/   build contexts of the images
+#   logs/     the full output of every step
+# Environment:
+#   EMOSTREAM_CLUSTER_CACHE  cache directory (default <repo>/.emostream/cluster)
+#   DEBIAN_MIRROR            mirror for debootstrap (default http://deb.debian.org/debian)
+#   VERBOSE=1                show each step's output instead of only logging it
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE="${ROOT}/k8s-tests/cluster"
+CACHE="${EMOSTREAM_CLUSTER_CACHE:-${ROOT}/.emostream/cluster}"
+BIN="${CACHE}/bin"
+SRC="${CACHE}/src"
+LOGS="${CACHE}/logs"
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+CLUSTER_NAME="${EMOSTREAM_CLUSTER_NAME:-emostream}"
+KUBECONFIG_FILE="${CACHE}/kubeconfig"
+# shellcheck source=versions.env
+source "${HERE}/versions.env"
+NODE_IMAGE="kindest/node:${KUBERNETES_VERSION}-emostream"
+# The base of every image holding one static binary (build-images.sh).
+STATIC_BASE=emostream/static-base:2
+
+# The Go toolchain installed here builds everything; nothing may download another toolchain.
+export GOMODCACHE="${CACHE}/go/mod" GOCACHE="${CACHE}/go/build" GOTOOLCHAIN=local
+export GOFLAGS=-buildvcs=false GOPROXY="${GOPROXY:-https://proxy.golang.org}"
+export PATH="${BIN}/kind-${KIND_VERSION}:${BIN}/kubernetes-${KUBERNETES_VERSION}:${PATH}"
+
+STARTED=${SECONDS}
+STATUS=0
+
+say() { printf '[%5ds] %s\n' "$((SECONDS - STARTED))" "$*"; }
+die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+
+# Run a command or function with its output in LOGS/NAME.log (and on the terminal with
+# VERBOSE=1); a failure shows the end of the log and stops the script. Each run prints its time.
+run_logged() {
+  local name=$1 started=${SECONDS}
+  shift
+  mkdir -p "${LOGS}"
+  set +e
+  if [[ "${VERBOSE:-0}" == 1 ]]; then
+    (set -e; "$@") 2>&1 | tee "${LOGS}/${name}.log"
+    STATUS=${PIPESTATUS[0]}
+  else
+    (set -e; "$@") >"${LOGS}/${name}.log" 2>&1
+    STATUS=$?
+  fi
+  set -e
+  if [[ "${STATUS}" != 0 ]]; then
+    [[ "${VERBOSE:-0}" == 1 ]] || tail -n 40 "${LOGS}/${name}.log" >&2
+    die "${name} failed after $((SECONDS - started))s; full log: ${LOGS}/${name}.log"
+  fi
+  say "${name}: done in $((SECONDS - started))s"
+}
+
+# Builds share two cores with everything else on the machine.
+nice_go() { nice -n 15 go "$@"; }
+
+# Write a wrapper module in SRC/NAME: go.mod from stdin; go.sum is filled by the build.
+write_module() {
+  local name=$1
+  mkdir -p "${SRC}/${name}"
+  cat >"${SRC}/${name}/go.mod.new"
+  if ! cmp -s "${SRC}/${name}/go.mod.new" "${SRC}/${name}/go.mod.in" 2>/dev/null; then
+    cp "${SRC}/${name}/go.mod.new" "${SRC}/${name}/go.mod.in"
+    cp "${SRC}/${name}/go.mod.new" "${SRC}/${name}/go.mod"
+    rm -f "${SRC}/${name}/go.sum"
+  fi
+  rm -f "${SRC}/${name}/go.mod.new"
+}
+
+need_docker() {
+  command -v docker >/dev/null 2>&1 || die "docker is missing (Debian: apt-get install -y docker.io)"
+  docker info >/dev/null 2>&1 || die "cannot reach the Docker daemon: start it (as root: \
+setsid dockerd >/tmp/dockerd.log 2>&1 &)"
+}
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# The images `kubeadm init` will run, as `kubeadm config images list` (offline) names them.
+kubeadm_images() {
+  local list="${CACHE}/kubeadm-images-${KUBERNETES_VERSION}.txt"
+  if [[ ! -s "${list}" ]]; then
+    "${BIN}/kubernetes-${KUBERNETES_VERSION}/kubeadm" config images list \
+      --kubernetes-version "${KUBERNETES_VERSION}" >"${list}.part" 2>/dev/null
+    mv "${list}.part" "${list}"
+  fi
+  cat "${list}"
+}
+
+# The tag of the image kubeadm wants for NAME (etcd, coredns/coredns, pause, ...).
+kubeadm_tag() {
+  kubeadm_images | sed -n "s|^registry.k8s.io/$1:||p"
+}

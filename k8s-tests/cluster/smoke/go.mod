@@ -1,0 +1,3 @@
+module emostream.local/cluster-smoke
+
+go 1.24
