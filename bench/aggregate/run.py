@@ -27,9 +27,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench._brokers import kafka, redis
 from bench.aggregate._events import Workload, load_receive_times, paced, preload
 from bench.aggregate._measure import SwarmWatcher, ceiling, event_latencies, percentile
-from bench.aggregate._services import kafka, redis
 
 from emostream.localstack.kafka import ensure_topics
 from emostream.localstack.process import ProcessDir

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
-from bench.fanout._services import ROOT, Server, free_port, http_status, wait_for
+from bench._brokers import ROOT, free_port, wait_for
+from bench.fanout._services import Server, http_status
 
 from emostream.localstack.process import ProcessDir
 from emostream.localstack.settings import StackSettings

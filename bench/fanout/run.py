@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from bench._brokers import kafka, redis
 from bench.fanout import _centrifugo
 from bench.fanout._publisher import Publisher, stream_ids
 from bench.fanout._services import (
@@ -42,9 +43,7 @@ from bench.fanout._services import (
     baseline,
     cpu_seconds,
     fanout,
-    kafka,
     process_tree,
-    redis,
     rss_bytes,
 )
 from bench.fanout._viewers import Counts, Target, Viewers

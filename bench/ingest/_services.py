@@ -6,85 +6,20 @@ local stack's Maven jars) and stopped at the end.
 """
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench._brokers import ROOT, free_port, wait_for
 from confluent_kafka import Consumer, TopicPartition
 
-from emostream.localstack import checks
-from emostream.localstack.jars import kafka_broker_jars
-from emostream.localstack.kafka import KafkaBroker, ensure_topics, kafka_ready
-from emostream.localstack.process import ProcessDir
-from emostream.localstack.settings import StackSettings
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(ready: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{what} not ready after {timeout_s:.0f} s")
-        time.sleep(0.25)
-
-
-@contextmanager
-def kafka(given: str | None, procs: ProcessDir, workdir: Path) -> Iterator[str]:
-    """Bootstrap servers of a broker: ``given``, or one started here for the block."""
-    if given:
-        yield given
-        return
-    stack = StackSettings()
-    broker = KafkaBroker(
-        jars=kafka_broker_jars(ROOT / stack.stack_dir / "jars", stack.kafka_version),
-        data_dir=workdir / "kafka",
-        port=free_port(),
-        controller_port=free_port(),
-        heap="512m",
-    )
-    broker.prepare()
-    procs.start("kafka", broker.command(), {}, ROOT)
-    try:
-        _wait(lambda: kafka_ready(broker.bootstrap), "Kafka broker")
-        yield broker.bootstrap
-    finally:
-        procs.stop("kafka", grace_s=20)
-
-
-@contextmanager
-def redis(given: str | None, procs: ProcessDir, workdir: Path) -> Iterator[str]:
-    """URL of a Redis: ``given``, or one started here for the block."""
-    if given:
-        yield given
-        return
-    server = checks.require_program("redis-server", "apt-get install -y redis-server")
-    port = free_port()
-    data = workdir / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", ""]
-    procs.start("redis", cmd, {}, ROOT)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        _wait(lambda: checks.redis_ready(url), "Redis")
-        yield url
-    finally:
-        procs.stop("redis", grace_s=10)
+from emostream.localstack.kafka import ensure_topics
 
 
 def new_topic(bootstrap: str, partitions: int = 6) -> str:
@@ -176,7 +111,7 @@ def gunicorn(app: str, config: ServerConfig, env: Mapping[str, str], log: Path) 
         proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: _answers(url, proc), f"gunicorn serving {app}", timeout_s=60)
+        wait_for(lambda: _answers(url, proc), f"gunicorn serving {app}", timeout_s=60)
         yield Server(url, proc.pid)
     finally:
         proc.terminate()

@@ -23,15 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench._brokers import kafka, redis
 from bench.ingest._services import (
     ServerConfig,
     accepted_events,
     cpu_seconds,
     gunicorn,
-    kafka,
     messages_in,
     new_topic,
-    redis,
 )
 from bench.ingest._wrk import WrkResult, batch_script, run_wrk, single_script
 

@@ -1,7 +1,8 @@
 """A Kafka broker and a Redis for one benchmark run: the ones named, or started here.
 
-The broker runs from the local stack's Maven jars on free loopback ports and is stopped (with
-its data) at the end, so the run's millions of events leave nothing behind.
+A broker or Redis named by ``EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS`` / ``EMOSTREAM_REDIS_URL`` is used
+as it is; otherwise one is started on free loopback ports for the run (the broker from the local
+stack's Maven jars) and stopped, with its data, at the end.
 """
 
 import socket
@@ -16,7 +17,7 @@ from emostream.localstack.kafka import KafkaBroker, kafka_ready
 from emostream.localstack.process import ProcessDir
 from emostream.localstack.settings import StackSettings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -26,7 +27,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(ready: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+def wait_for(ready: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+    """Poll ``ready`` until it holds, or give up with an error naming ``what``."""
     deadline = time.monotonic() + timeout_s
     while not ready():
         if time.monotonic() > deadline:
@@ -51,7 +53,7 @@ def kafka(given: str | None, procs: ProcessDir, workdir: Path) -> Iterator[str]:
     broker.prepare()
     procs.start("kafka", broker.command(), {}, ROOT)
     try:
-        _wait(lambda: kafka_ready(broker.bootstrap), "Kafka broker")
+        wait_for(lambda: kafka_ready(broker.bootstrap), "Kafka broker")
         yield broker.bootstrap
     finally:
         procs.stop("kafka", grace_s=20)
@@ -59,7 +61,7 @@ def kafka(given: str | None, procs: ProcessDir, workdir: Path) -> Iterator[str]:
 
 @contextmanager
 def redis(given: str | None, procs: ProcessDir, workdir: Path) -> Iterator[str]:
-    """URL of a Redis (the sink keeps the latest snapshots there): ``given``, or one started."""
+    """URL of a Redis: ``given``, or one started here for the block."""
     if given:
         yield given
         return
@@ -71,7 +73,7 @@ def redis(given: str | None, procs: ProcessDir, workdir: Path) -> Iterator[str]:
     procs.start("redis", cmd, {}, ROOT)
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        _wait(lambda: checks.redis_ready(url), "Redis")
+        wait_for(lambda: checks.redis_ready(url), "Redis")
         yield url
     finally:
         procs.stop("redis", grace_s=10)
