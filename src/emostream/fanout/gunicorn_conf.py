@@ -9,10 +9,9 @@ Greenlets, not threads: a feed is an idle connection almost all the time, so one
 thousands of them; the app is built in each worker after the fork and gevent has patched the
 standard library, and ``post_worker_init`` starts the worker's one Kafka consumer.
 
-Metrics: as in ingest, every worker writes its metrics to files in one directory
-(prometheus_client's multiprocess mode), so a scrape of any worker reports them all. This module
-sets ``PROMETHEUS_MULTIPROC_DIR`` before anything imports prometheus_client, and imports nothing
-that does at the top.
+Metrics: as in ingest, every worker writes its metrics to one directory (prometheus_client's
+multiprocess mode, :mod:`emostream.common.gunicorn_metrics`), set up here before anything
+imports the library.
 
 Shutdown: SIGTERM (gunicorn's master forwards its own to every worker) starts a drain instead
 of gunicorn's immediate stop: the worker keeps accepting, but answers new feeds and ``/readyz``
@@ -24,24 +23,18 @@ SIGINT and SIGQUIT still stop at once (every feed closed immediately).
 """
 
 import logging
-import os
-import shutil
 import signal
-import tempfile
-from pathlib import Path
 from typing import Any
 
+from emostream.common.gunicorn_metrics import MultiprocessMetrics
 from emostream.common.logging import gunicorn_logconfig
 from emostream.fanout.settings import KEEPALIVE_S, FanoutSettings
 
 _settings = FanoutSettings()
 _log = logging.getLogger(__name__)
 
-_made_metrics_dir = _settings.metrics_dir is None
-metrics_dir = _settings.metrics_dir or tempfile.mkdtemp(prefix="emostream-fanout-metrics-")
-# prometheus_client reads this variable itself, in this process and in the workers it forks;
-# the workers' settings read it too.
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+_metrics = MultiprocessMetrics(_settings.metrics_dir, "fanout")
+metrics_dir = _metrics.dir
 
 bind = "127.0.0.1:8080"
 worker_class = "gevent"
@@ -56,24 +49,9 @@ control_socket_disable = True
 
 logconfig_dict = gunicorn_logconfig(_settings.log_level, access_level="INFO")
 
-
-def on_starting(server: Any) -> None:
-    """The master starts: clear metric files a previous server left in the directory."""
-    for stale in Path(metrics_dir).glob("*.db"):
-        stale.unlink(missing_ok=True)
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    """A worker died or stopped (master): its live gauges stop counting; counters stay."""
-    from prometheus_client import multiprocess  # noqa: PLC0415 - see the module docstring
-
-    multiprocess.mark_process_dead(worker.pid, metrics_dir)  # type: ignore[no-untyped-call]
-
-
-def on_exit(server: Any) -> None:
-    """The master exits: remove the metrics directory if this configuration made it."""
-    if _made_metrics_dir:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+on_starting = _metrics.on_starting
+child_exit = _metrics.child_exit
+on_exit = _metrics.on_exit
 
 
 def post_worker_init(worker: Any) -> None:

@@ -13,13 +13,8 @@ requests wait on their Redis round trip, and gthread keeps HTTP keep-alive, whic
 workers lack (every request would pay a TCP handshake: under half the requests/s). gevent
 measured no faster for the bare app and would need care around librdkafka's blocking poll.
 
-Metrics: every worker writes its metrics to files in one directory (prometheus_client's
-multiprocess mode), so a scrape of any worker reports them all. The library chooses that mode
-when it is first imported, which is why this module sets ``PROMETHEUS_MULTIPROC_DIR`` before
-anything imports it (the app is imported later, or in the workers), and imports nothing that
-does at the top. The directory is ``EMOSTREAM_METRICS_DIR`` (or ``PROMETHEUS_MULTIPROC_DIR``) if
-given, else a fresh temporary one removed at exit; stale files are cleared at start, and the
-files of a worker that died are marked so its gauges stop counting.
+Metrics: every worker writes its metrics to one directory (prometheus_client's multiprocess
+mode, :mod:`emostream.common.gunicorn_metrics`), set up here before anything imports the library.
 
 Shutdown: on SIGTERM a worker stops accepting, finishes its requests, then ``worker_exit`` flushes
 its Kafka producer within ``shutdown_flush_timeout_s``; ``graceful_timeout`` is longer than
@@ -27,23 +22,17 @@ that, so gunicorn does not kill a worker while queued (already acknowledged) eve
 """
 
 import logging
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
+from emostream.common.gunicorn_metrics import MultiprocessMetrics
 from emostream.common.logging import gunicorn_logconfig
 from emostream.ingest.settings import IngestSettings
 
 _settings = IngestSettings()
 _log = logging.getLogger(__name__)
 
-_made_metrics_dir = _settings.metrics_dir is None
-metrics_dir = _settings.metrics_dir or tempfile.mkdtemp(prefix="emostream-ingest-metrics-")
-# The one place ingest writes the environment: prometheus_client reads this variable itself, in
-# this process and in the workers it forks.
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+_metrics = MultiprocessMetrics(_settings.metrics_dir, "ingest")
+metrics_dir = _metrics.dir
 
 worker_class = "gthread"
 workers = _settings.workers
@@ -58,24 +47,9 @@ control_socket_disable = True
 # A log line per request would cost more than the request; the metrics count them.
 logconfig_dict = gunicorn_logconfig(_settings.log_level, access_level="WARNING")
 
-
-def on_starting(server: Any) -> None:
-    """The master starts: clear metric files a previous server left in the directory."""
-    for stale in Path(metrics_dir).glob("*.db"):
-        stale.unlink(missing_ok=True)
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    """A worker died or stopped (master): its live gauges stop counting; counters stay."""
-    from prometheus_client import multiprocess  # noqa: PLC0415 - see the module docstring
-
-    multiprocess.mark_process_dead(worker.pid, metrics_dir)  # type: ignore[no-untyped-call]
-
-
-def on_exit(server: Any) -> None:
-    """The master exits: remove the metrics directory if this configuration made it."""
-    if _made_metrics_dir:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+on_starting = _metrics.on_starting
+child_exit = _metrics.child_exit
+on_exit = _metrics.on_exit
 
 
 def _flush(why: str) -> None:
