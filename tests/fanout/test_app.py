@@ -114,6 +114,45 @@ def test_last_event_id_query_parameter_is_honoured(
         feed.close()
 
 
+def test_swarms_queued_during_a_write_go_out_in_one_chunk(
+    client: FlaskClient, runtime: FanoutRuntime
+) -> None:
+    """Swarms that arrive while a connection is busy are written together, in order."""
+    feed = Feed(client, "/v1/streams/s1/events")
+    try:
+        feed.next_chunk()
+        swarms = [make_swarm("s1", b) for b in (1, 2, 3)]
+        for s in swarms:
+            runtime.hub.publish(s)
+        assert feed.next_chunk() == b"".join(s.render(1)[1] for s in swarms)
+    finally:
+        feed.close()
+
+
+def test_every_write_is_counted_and_sampled_feeds_are_timed() -> None:
+    """messages_sent counts each swarm written; the lag histograms time one feed in N."""
+    app = make_app(latency_sample_every=2, heartbeat_s=0.01)
+    client, runtime = app.test_client(), runtime_of(app)
+    feeds = [Feed(client, "/v1/streams/s1/events") for _ in range(3)]
+    try:
+        for feed in feeds:
+            feed.next_chunk()
+        swarms = [make_swarm("s1", 1), make_swarm("s1", 2)]
+        for s in swarms:
+            runtime.hub.publish(s)
+        for feed in feeds:
+            assert feed.next_chunk() == b"".join(s.render(3)[1] for s in swarms)
+            # A write is counted once it is on the wire, when the body is asked for more.
+            assert feed.next_chunk() == b": hb\n\n"
+    finally:
+        for feed in feeds:
+            feed.close()
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'emostream_fanout_messages_sent_total{transport="sse"} 6.0' in text
+    # The first and the third feed are timed, each for both swarms.
+    assert 'emostream_fanout_delivery_lag_seconds_count{transport="sse"} 4.0' in text
+
+
 def test_new_viewer_gets_the_latest_snapshot(client: FlaskClient, runtime: FanoutRuntime) -> None:
     """Without Last-Event-ID, the feed starts with the stream's newest swarm only."""
     for b in (1, 2):

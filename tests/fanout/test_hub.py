@@ -29,8 +29,9 @@ def test_subscriber_receives_published_swarms_in_order() -> None:
     hub.publish(make_swarm("b", 1))
     for s in swarms:
         hub.publish(s)
-    assert [sub.next(timeout=0) for _ in swarms] == swarms
-    assert sub.next(timeout=0) is None
+    # Everything queued comes in one take, so a connection writes it all at once.
+    assert sub.take(timeout=0) == swarms
+    assert sub.take(timeout=0) == []
 
 
 def test_duplicate_is_delivered_once() -> None:
@@ -40,8 +41,8 @@ def test_duplicate_is_delivered_once() -> None:
     first = make_swarm("a", 1)
     assert hub.publish(first) is Verdict.ADDED
     assert hub.publish(make_swarm("a", 1)) is Verdict.DUPLICATE
-    assert sub.next(timeout=0) == first
-    assert sub.next(timeout=0) is None
+    assert sub.take(timeout=0) == [first]
+    assert sub.take(timeout=0) == []
     assert hub.stats.duplicates == 1
 
 
@@ -64,7 +65,7 @@ def test_resume_gets_exactly_the_missed_swarms_then_live_ones() -> None:
     sub = hub.subscribe("a", transport="sse", last_event_id=swarms[0].id)
     assert sub.take_backlog() == swarms[1:3]
     hub.publish(swarms[3])
-    assert sub.next(timeout=0) == swarms[3]
+    assert sub.take(timeout=0) == [swarms[3]]
     assert sub.last_id == swarms[3].id
 
 
@@ -86,9 +87,9 @@ def test_live_swarms_not_newer_than_the_snapshot_are_skipped() -> None:
     sub.take_backlog()
     hub.publish(make_swarm("a", 4))
     hub.publish(make_swarm("a", 5))
-    assert sub.next(timeout=0) is None
+    assert sub.take(timeout=0) == []
     hub.publish(make_swarm("a", 6))
-    assert sub.next(timeout=0) == make_swarm("a", 6)
+    assert sub.take(timeout=0) == [make_swarm("a", 6)]
 
 
 def test_slow_viewer_is_dropped_without_affecting_others() -> None:
@@ -99,10 +100,10 @@ def test_slow_viewer_is_dropped_without_affecting_others() -> None:
     received = []
     for b in range(1, 6):
         hub.publish(make_swarm("a", b))
-        received.append(fast.next(timeout=0))
-    assert [s.id for s in received if s] == [make_swarm("a", b).id for b in range(1, 6)]
+        received.extend(fast.take(timeout=0))
+    assert [s.id for s in received] == [make_swarm("a", b).id for b in range(1, 6)]
     with pytest.raises(SubscriptionClosedError) as closed:
-        slow.next(timeout=0)
+        slow.take(timeout=0)
     assert closed.value.reason == "overflow"
     assert hub.stats.slow_disconnects["sse"] == 1
     assert hub.connections() == {"sse": 0, "ws": 1}
@@ -121,7 +122,7 @@ def test_unsubscribe_removes_the_viewer() -> None:
     assert hub.connections() == {"sse": 0, "ws": 0}
     hub.publish(make_swarm("a", 1))
     with pytest.raises(SubscriptionClosedError):
-        sub.next(timeout=0)
+        sub.take(timeout=0)
 
 
 def test_capacity_limit_refuses_extra_viewers() -> None:
@@ -143,7 +144,7 @@ def test_close_all_ends_every_feed_and_refuses_new_ones() -> None:
     assert hub.close_all() == 3
     for sub in subs:
         with pytest.raises(SubscriptionClosedError) as closed:
-            sub.next(timeout=0)
+            sub.take(timeout=0)
         assert closed.value.reason == "shutdown"
     with pytest.raises(CapacityError):
         hub.subscribe("a", transport="sse")
@@ -171,19 +172,19 @@ def test_expire_forgets_idle_streams_but_keeps_watched_ones() -> None:
 
 
 def test_waiting_viewer_wakes_when_a_swarm_arrives() -> None:
-    """next() blocks until a swarm is published from another thread."""
+    """take() blocks until a swarm is published from another thread."""
     hub = make_hub()
     sub = hub.subscribe("a", transport="sse")
     timer = threading.Timer(0.05, hub.publish, args=[make_swarm("a", 1)])
     timer.start()
     try:
-        assert sub.next(timeout=5) == make_swarm("a", 1)
+        assert sub.take(timeout=5) == [make_swarm("a", 1)]
     finally:
         timer.cancel()
 
 
 def test_waiting_viewer_times_out_for_a_heartbeat() -> None:
-    """next() returns None after its timeout so the connection can send a heartbeat."""
+    """take() returns nothing after its timeout so the connection can send a heartbeat."""
     hub = make_hub()
     sub = hub.subscribe("a", transport="sse")
-    assert sub.next(timeout=0.01) is None
+    assert sub.take(timeout=0.01) == []

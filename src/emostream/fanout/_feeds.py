@@ -45,27 +45,30 @@ class HandshakeError(EmostreamError):
     """The request asked for a WebSocket but its handshake is incomplete or invalid."""
 
 
-def _observe_lag(runtime: FanoutRuntime, transport: str, swarm: Swarm) -> None:
-    """Time a live swarm's write: from its emission, and from the newest reaction it counts."""
+def _observe_lag(runtime: FanoutRuntime, transport: str, swarms: list[Swarm]) -> None:
+    """Time live swarms' write: from their emission, and from the newest reaction they count."""
     now = now_ms()
     metrics = runtime.metrics
-    if swarm.emitted_at_ms is not None:
-        metrics.delivery_lag.labels(transport).observe(max(0, now - swarm.emitted_at_ms) / 1000)
-    if swarm.last_receive_ms is not None:
-        metrics.event_to_viewer.labels(transport).observe(
-            max(0, now - swarm.last_receive_ms) / 1000
-        )
+    for swarm in swarms:
+        if swarm.emitted_at_ms is not None:
+            lag = max(0, now - swarm.emitted_at_ms) / 1000
+            metrics.delivery_lag.labels(transport).observe(lag)
+        if swarm.last_receive_ms is not None:
+            tap = max(0, now - swarm.last_receive_ms) / 1000
+            metrics.event_to_viewer.labels(transport).observe(tap)
 
 
 def sse_body(runtime: FanoutRuntime, sub: Subscription, sock: Any | None) -> Iterator[bytes]:
     """The body of an SSE response: retry hint and backlog, then live swarms and heartbeats.
 
     gunicorn writes (and so flushes) each yielded chunk before asking for the next, so code
-    after a ``yield`` runs once that chunk is on the wire. ``sock``, when the server exposes
-    it, gets write limits so a viewer that stops reading or vanishes cannot hold a slot.
+    after a ``yield`` runs once that chunk is on the wire. Swarms queued while a chunk was
+    being written go out together in the next one. ``sock``, when the server exposes it, gets
+    write limits so a viewer that stops reading or vanishes cannot hold a slot.
     """
     s = runtime.settings
-    sent = runtime.metrics.messages_sent.labels("sse")
+    delivered = runtime.metrics.delivered
+    timed = runtime.sample_latency("sse")
     old_timeout = _guard_writes(sock, s.write_timeout_s)
     reason = "closed"
     try:
@@ -73,17 +76,19 @@ def sse_body(runtime: FanoutRuntime, sub: Subscription, sock: Any | None) -> Ite
         viewers = runtime.viewers(sub.stream_id)
         frames = [swarm.render(viewers)[1] for swarm in backlog]
         yield retry_frame(s.retry_ms) + b"".join(frames)
-        sent.inc(len(backlog))
+        delivered["sse"] += len(backlog)
         last_write = time.monotonic()
         while True:
             wait = s.heartbeat_s - (time.monotonic() - last_write)
-            swarm = sub.next(timeout=max(wait, 0.0))
-            if swarm is None:
+            live = sub.take(timeout=max(wait, 0.0))
+            if not live:
                 yield HEARTBEAT
             else:
-                yield swarm.render(runtime.viewers(sub.stream_id))[1]
-                sent.inc()
-                _observe_lag(runtime, "sse", swarm)
+                viewers = runtime.viewers(sub.stream_id)
+                yield b"".join([swarm.render(viewers)[1] for swarm in live])
+                delivered["sse"] += len(live)
+                if timed:
+                    _observe_lag(runtime, "sse", live)
             last_write = time.monotonic()
     except SubscriptionClosedError as exc:
         reason = exc.reason
@@ -158,7 +163,8 @@ class _WholeFrames:
 def websocket_feed(runtime: FanoutRuntime, sub: Subscription, environ: dict[str, Any]) -> Response:
     """Upgrade the request to a WebSocket and write the feed; returns once the feed ends."""
     s = runtime.settings
-    sent = runtime.metrics.messages_sent.labels("ws")
+    delivered = runtime.metrics.delivered
+    timed = runtime.sample_latency("ws")
     try:
         ws = Server(environ, ping_interval=s.heartbeat_s, max_message_size=s.ws_max_message_bytes)
     except (ProtocolError, WebSocketConnectionError) as exc:
@@ -175,13 +181,16 @@ def websocket_feed(runtime: FanoutRuntime, sub: Subscription, environ: dict[str,
         viewers = runtime.viewers(sub.stream_id)
         for old in sub.take_backlog():
             ws.send(old.render(viewers)[0])
-            sent.inc()
+            delivered["ws"] += 1
         while ws.connected:
-            live = sub.next(timeout=s.heartbeat_s)
-            if live is not None:
-                ws.send(live.render(runtime.viewers(sub.stream_id))[0])
-                sent.inc()
-                _observe_lag(runtime, "ws", live)
+            live = sub.take(timeout=s.heartbeat_s)
+            if live:
+                viewers = runtime.viewers(sub.stream_id)
+                for swarm in live:
+                    ws.send(swarm.render(viewers)[0])
+                delivered["ws"] += len(live)
+                if timed:
+                    _observe_lag(runtime, "ws", live)
     except SubscriptionClosedError as exc:
         reason = exc.reason
     except ConnectionClosed:

@@ -76,27 +76,32 @@ class Subscription:
         backlog, self._backlog = self._backlog, []
         return backlog
 
-    def next(self, timeout: float | None) -> Swarm | None:
-        """The next live swarm, or None after ``timeout`` seconds without one.
+    def take(self, timeout: float | None) -> list[Swarm]:
+        """Every live swarm queued, in order, waiting up to ``timeout`` seconds for the first.
 
-        Raises :class:`SubscriptionClosedError` once the hub has closed the subscription, even
-        if swarms are still queued: a dropped viewer resumes from the replay buffer instead.
+        Empty after ``timeout`` without one. Taking the whole queue at once lets a connection
+        that fell behind catch up with one write instead of one per swarm. Raises
+        :class:`SubscriptionClosedError` once the hub has closed the subscription, even if
+        swarms are still queued: a dropped viewer resumes from the replay buffer instead.
         """
         while True:
             if self.closed_reason is not None:
                 raise SubscriptionClosedError(self.closed_reason)
+            taken = []
             while self._queue:
                 swarm = self._queue.popleft()
                 if self._newer(swarm):
                     self._last_id = swarm.id
-                    return swarm
+                    taken.append(swarm)
+            if taken:
+                return taken
             # Clear, then look again: a swarm offered in between sets the event after the
             # clear, so the wait below returns at once instead of missing it.
             self._wake.clear()
             if self._queue or self.closed_reason is not None:
                 continue
             if not self._wake.wait(timeout):
-                return None
+                return []
 
     def close(self) -> None:
         """End the subscription from the connection's side (idempotent)."""
@@ -311,10 +316,13 @@ class Hub:
             return {sid: len(s.subscribers) for sid, s in self._streams.items() if s.subscribers}
 
     def subscriber_count(self, stream_id: str) -> int:
-        """Viewers of ``stream_id`` in this worker."""
-        with self._lock:
-            stream = self._streams.get(stream_id)
-            return len(stream.subscribers) if stream else 0
+        """Viewers of ``stream_id`` in this worker.
+
+        Read without the lock: every write reads it, and a dict lookup and a set's length are
+        each atomic, so the answer is the count just before or just after a concurrent change.
+        """
+        stream = self._streams.get(stream_id)
+        return len(stream.subscribers) if stream else 0
 
     # -- under the lock ----------------------------------------------------------------------
 

@@ -1,9 +1,13 @@
 """Prometheus metrics of fanout, correct with any number of gunicorn workers.
 
-What happens per write (messages sent, delivery lag, failed writes) is counted as it happens.
-What the hub, the consumer and presence already count (connections, drops, consumed messages)
-is copied into the metrics by :meth:`FanoutMetrics.sync`, at each scrape and every presence
-period, instead of being updated on the hot path.
+Nothing is written to a metric per delivery: in multiprocess mode every ``inc()`` or
+``observe()`` takes a lock and writes a file-backed page, which at tens of thousands of writes a
+second cost more than the writes themselves. So the feeds count swarms sent in plain integers
+(:attr:`FanoutMetrics.delivered`), the write latencies are observed on a sample of connections
+(one in ``latency_sample_every``, every write of those), and failed writes (rare) are counted
+as they happen. What the feeds, the hub, the consumer and presence count (messages sent,
+connections, drops, consumed messages) is copied into the metrics by :meth:`FanoutMetrics.sync`,
+at each scrape and every presence period.
 
 Under gunicorn, ``gunicorn_conf`` points prometheus_client at a directory (its multiprocess
 mode) before anything imports it: each worker writes its values to its own files there and
@@ -92,18 +96,23 @@ class FanoutMetrics:
         self._sources: StateSources | None = None
         self.registry = r = CollectorRegistry()
 
-        # Counted as it happens.
-        self.messages_sent = Counter(
-            "emostream_fanout_messages_sent",
-            "Swarms written to viewers, by transport.",
-            ["transport"],
-            registry=r,
+        #: Swarms written to viewers by this worker, by transport; the feeds add to it and
+        #: sync() copies it into ``emostream_fanout_messages_sent_total``.
+        self.delivered: dict[str, int] = dict.fromkeys(TRANSPORTS, 0)
+        self._sent = _CounterMirror(
+            Counter(
+                "emostream_fanout_messages_sent",
+                "Swarms written to viewers, by transport.",
+                ["transport"],
+                registry=r,
+            )
         )
+        # Observed on the sampled connections, at each write.
         self.delivery_lag = Histogram(
             "emostream_fanout_delivery_lag_seconds",
-            "From the aggregation emitting a swarm to fanout writing it to a viewer's socket "
-            "(live swarms only; a resumed backlog measures the viewer's absence, not the "
-            "pipeline).",
+            "From the aggregation emitting a swarm to fanout writing it to a viewer's socket, "
+            "on a sample of connections (live swarms only; a resumed backlog measures the "
+            "viewer's absence, not the pipeline).",
             ["transport"],
             buckets=_LAG_BUCKETS,
             registry=r,
@@ -111,11 +120,13 @@ class FanoutMetrics:
         self.event_to_viewer = Histogram(
             "emostream_fanout_event_to_viewer_seconds",
             "From ingest receiving the newest reaction a live swarm counts to fanout writing "
-            "the swarm to a viewer's socket: how long a tap takes to reach the screens.",
+            "the swarm to a viewer's socket, on a sample of connections: how long a tap takes "
+            "to reach the screens.",
             ["transport"],
             buckets=_EVENT_TO_VIEWER_BUCKETS,
             registry=r,
         )
+        # Counted as it happens.
         self.write_failures = Counter(
             "emostream_fanout_write_failures",
             "Feeds ended because a write to the viewer failed or timed out (the viewer vanished "
@@ -264,7 +275,7 @@ class FanoutMetrics:
             )
         )
         for transport in TRANSPORTS:
-            self.messages_sent.labels(transport)
+            self._sent.declare(transport)
             self.delivery_lag.labels(transport)
             self.event_to_viewer.labels(transport)
             self.write_failures.labels(transport)
@@ -281,6 +292,8 @@ class FanoutMetrics:
 
     def sync(self) -> None:
         """Copy the worker's state into the metrics (in multiprocess mode: into its files)."""
+        for transport, n in self.delivered.items():
+            self._sent.set_total(n, transport)
         src = self._sources
         if src is None:
             return

@@ -6,6 +6,7 @@ files) start on :meth:`FanoutRuntime.start` (called by the ``post_worker_init`` 
 any request as a fallback), never at import time.
 """
 
+import itertools
 import logging
 import random
 import threading
@@ -18,7 +19,7 @@ import redis
 from emostream.common.errors import InvalidEventError
 from emostream.common.events import now_ms
 from emostream.common.keys import latest_swarm_key
-from emostream.fanout._hub import Hub, Subscription
+from emostream.fanout._hub import TRANSPORTS, Hub, Subscription
 from emostream.fanout._metrics import FanoutMetrics, StateSources
 from emostream.fanout._presence import Presence
 from emostream.fanout._swarm import Swarm
@@ -73,6 +74,7 @@ class FanoutRuntime:
                 draining=lambda: self.draining,
             )
         )
+        self._feeds_opened = {transport: itertools.count() for transport in TRANSPORTS}
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -94,6 +96,11 @@ class FanoutRuntime:
                     target=self._maintain, name="emostream-fanout-maintenance", daemon=True
                 )
                 self._maintenance.start()
+
+    def sample_latency(self, transport: str) -> bool:
+        """Whether the feed starting now times its writes: the worker's first of ``transport``,
+        then one in ``latency_sample_every`` (counted per transport, so each has samples)."""
+        return next(self._feeds_opened[transport]) % self.settings.latency_sample_every == 0
 
     def viewers(self, stream_id: str) -> int:
         """The stream's viewers across every worker and pod, as published with its swarms."""

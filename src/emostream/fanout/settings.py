@@ -79,6 +79,15 @@ class FanoutSettings(CommonSettings):
         "any); the built-in viewer page is same-origin and needs none.",
     )
 
+    latency_sample_every: int = Field(
+        16,
+        ge=1,
+        description="Time the writes of one feed in this many (a worker's first feed of each "
+        "transport, then every Nth) for the delivery latency histograms; 1 times every feed. "
+        "Each observation is a locked write to a metrics file, too dear for every one of tens "
+        "of thousands of deliveries a second.",
+    )
+
     # Viewer presence: a per-stream viewer count across every worker and pod, kept in Redis.
     presence_enabled: bool = Field(
         True,
