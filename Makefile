@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart test-faults lint typecheck images cluster cluster-delete bench-ingest bench-aggregate bench-fanout load clean
+.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart test-faults lint typecheck images cluster cluster-delete e2e bench-ingest bench-aggregate bench-fanout load clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -106,6 +106,12 @@ cluster: ## build (once, offline: ~1 h cold) and create the single-node kind clu
 
 cluster-delete: ## delete the kind cluster `emostream` (the built images and caches stay)
 	k8s-tests/cluster/delete-cluster.sh
+
+e2e: venv tools ## chart end-to-end tests on the cluster KUBECONFIG names (unset: build and use the kind cluster `emostream`)
+	@if [ -z "$$KUBECONFIG" ]; then $(MAKE) cluster; fi
+	images/build.sh
+	k8s-tests/e2e/images.sh
+	KUBECONFIG="$${KUBECONFIG:-$(CURDIR)/.emostream/cluster/kubeconfig}" $(BIN)/pytest k8s-tests/e2e -m cluster -v
 
 ROLES ?=
 images: ## build the container images offline (all roles, or ROLES="ingest fanout")

@@ -16,10 +16,13 @@ containers:
       {{- with $l.extraArgs }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
-    {{- with $l.extraEnv }}
     env:
+      # The locustfile's viewers listen here (its default is a local stack's 127.0.0.1:8080).
+      - name: EMOSTREAM_FANOUT_URL
+        value: {{ printf "http://%s:%d" (include "emostream.componentName" (dict "root" $root "component" "fanout")) (int $root.Values.fanout.service.port) | quote }}
+      {{- with $l.extraEnv }}
       {{- toYaml . | nindent 6 }}
-    {{- end }}
+      {{- end }}
     {{- with .ports }}
     ports:
       {{- toYaml . | nindent 6 }}

@@ -1,0 +1,174 @@
+"""The run's view of the cluster: names, tools, progress lines, readiness, the images' tags.
+
+conftest.py builds its fixtures from these; the tests import them from here (a module name of
+its own, so it never clashes with another directory's conftest).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CHART = ROOT / "charts" / "emostream"
+RELEASE = "e2e"
+CHART_VALUES = [CHART / "ci" / "kind-values.yaml", HERE / "values.yaml"]
+# Object names are <fullname>-<component>; a fixed fullname keeps them independent of RELEASE.
+FULLNAME = "emostream"
+
+
+def version() -> str:
+    """The project's version: the tag of its images."""
+    for line in (ROOT / "pyproject.toml").read_text().splitlines():
+        if line.startswith("version = "):
+            return line.split('"')[1]
+    raise RuntimeError("no version in pyproject.toml")
+
+
+def kafka_version() -> str:
+    """The Kafka version of the jars cached for the local stack: the broker image's tag."""
+    jars = sorted((ROOT / ".emostream" / "jars").glob("kafka-*"))
+    if not jars:
+        raise RuntimeError("no Kafka jars in .emostream/jars/: run k8s-tests/e2e/images.sh")
+    return jars[-1].name.removeprefix("kafka-")
+
+
+def tool(env: str, local: Path | None, name: str) -> str:
+    """The program named by ``env``, else ``local`` if it exists, else ``name`` on PATH."""
+    found = os.environ.get(env)
+    if not found and local is not None and local.exists():
+        found = str(local)
+    found = found or shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: set {env} or put it on PATH")
+    return found
+
+
+def wait_until(
+    check: Callable[[], bool], what: str, timeout_s: float, every_s: float = 0.5
+) -> None:
+    """Poll ``check`` until it holds; fail the test naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(every_s)
+
+
+class Progress:
+    """Lines on the terminal with the seconds since the run began (pytest hides fixture output)."""
+
+    def __init__(self, pytestconfig: pytest.Config) -> None:
+        self._reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+        self._capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+        self._start = time.monotonic()
+        self.timings: dict[str, float] = {}
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    def say(self, message: str) -> None:
+        line = f"[{self.elapsed():5.0f}s] {message}"
+        if self._reporter is None or self._capture is None:
+            sys.stderr.write(line + "\n")
+            return
+        # Fixture output is captured like a test's; progress must show while the run waits.
+        with self._capture.global_and_fixture_disabled():
+            self._reporter.write_line(line)
+
+    def mark(self, name: str, since: float) -> None:
+        """Record how long ``name`` took (since ``since``, an :meth:`elapsed` value)."""
+        self.timings[name] = self.elapsed() - since
+        self.say(f"{name}: {self.timings[name]:.1f} s")
+
+
+@dataclass
+class Cluster:
+    """The run's namespace on the cluster, with the tools that reach it."""
+
+    namespace: str
+    core: client.CoreV1Api
+    kubectl: str
+    helm: str
+    progress: Progress
+
+    def run(self, *args: str, stdin: str | None = None, timeout_s: float = 300) -> str:
+        """Run kubectl or helm (the first argument) against the run's namespace; fail loudly."""
+        tool = self.kubectl if args[0] == "kubectl" else self.helm
+        cmd = [tool, *args[1:], "--namespace", self.namespace]
+        done = subprocess.run(  # noqa: S603 - kubectl and helm with the run's own arguments
+            cmd, input=stdin, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
+        return done.stdout
+
+    def get(self, *what: str) -> Any:
+        """``kubectl get ... -o json``, parsed."""
+        return json.loads(self.run("kubectl", "get", *what, "-o", "json"))
+
+    def pods_summary(self) -> dict[str, str]:
+        """Each pod's name with its phase, readiness and restarts, e.g. 'Running 1/1'."""
+        out: dict[str, str] = {}
+        for pod in self.get("pods")["items"]:
+            statuses = pod["status"].get("containerStatuses", [])
+            ready = sum(1 for s in statuses if s["ready"])
+            waiting = [s["state"]["waiting"]["reason"] for s in statuses if "waiting" in s["state"]]
+            restarts = sum(s["restartCount"] for s in statuses)
+            text = f"{pod['status']['phase']} {ready}/{len(pod['spec']['containers'])}"
+            if waiting:
+                text += f" {','.join(waiting)}"
+            if restarts:
+                text += f" restarts={restarts}"
+            out[pod["metadata"]["name"]] = text
+        return out
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait until every pod is ready or has succeeded, printing each pod's changes."""
+        seen: dict[str, str] = {}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            now = self.pods_summary()
+            for name, state in sorted(now.items()):
+                if seen.get(name) != state:
+                    self.progress.say(f"  {name}: {state}")
+            seen = now
+            pending = [
+                n for n, s in now.items() if not s.startswith("Succeeded") and not _all_ready(s)
+            ]
+            if now and not pending:
+                return
+            if time.monotonic() > deadline:
+                self.dump_diagnostics()
+                raise RuntimeError(f"not ready after {timeout_s:.0f} s: {', '.join(pending)}")
+            time.sleep(2)
+
+    def dump_diagnostics(self) -> None:
+        """Print events and the end of every pod's log, to explain a failed wait."""
+        for line in self.run("kubectl", "get", "events", "--sort-by=.lastTimestamp").splitlines():
+            self.progress.say(f"  event {line}")
+        for pod in self.get("pods")["items"]:
+            name = pod["metadata"]["name"]
+            for c in pod["spec"]["containers"]:
+                cmd = [self.kubectl, "logs", "-n", self.namespace, name, "-c", c["name"]]
+                log = subprocess.run(  # noqa: S603 - kubectl with the run's own arguments
+                    [*cmd, "--tail=15"], capture_output=True, text=True, timeout=30, check=False
+                ).stdout
+                for line in log.splitlines():
+                    self.progress.say(f"  {name}/{c['name']}: {line}")
+
+
+def _all_ready(state: str) -> bool:
+    phase, counts = state.split()[:2]
+    ready, total = counts.split("/")
+    return phase == "Running" and ready == total

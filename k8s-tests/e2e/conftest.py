@@ -1,0 +1,147 @@
+"""Fixtures that install the chart on a real cluster (the one KUBECONFIG names) for one run.
+
+A run gets its own namespace. Into it go a single-node KRaft Kafka broker (kafka.yaml, from the
+image images.sh builds, since the chart's Strimzi operator may not be installed) with the chart's
+two topics, then the chart itself (`helm install`, kafka.provider=external), and the run waits
+until every pod is ready, printing each change as it happens. Tests reach ingest and fanout
+through `kubectl port-forward` on 127.0.0.1. At the end the release is uninstalled and the
+namespace deleted, whatever the tests did; EMOSTREAM_E2E_KEEP=1 keeps both for a look.
+
+Environment: KUBECONFIG (required, else every test is skipped), HELM (default
+.emostream/bin/helm, else helm on PATH), KUBECTL (default kubectl), EMOSTREAM_E2E_READY_S (how
+long the install may take to become ready, default 600).
+"""
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from clusterlib import (
+    CHART,
+    CHART_VALUES,
+    FULLNAME,
+    HERE,
+    RELEASE,
+    ROOT,
+    Cluster,
+    Progress,
+    kafka_version,
+    tool,
+    version,
+)
+from kube_portforward import PortForward
+from kubernetes import client, config
+
+
+@pytest.fixture(scope="session")
+def progress(pytestconfig: pytest.Config) -> Iterator[Progress]:
+    """Progress lines and the timings of the run's phases, summed up at the end."""
+    p = Progress(pytestconfig)
+    yield p
+    for name, seconds in p.timings.items():
+        p.say(f"timing: {name}: {seconds:.1f} s")
+
+
+@pytest.fixture(scope="session")
+def cluster(progress: Progress) -> Iterator[Cluster]:
+    """A fresh namespace on the KUBECONFIG cluster, deleted at the end of the run."""
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        pytest.skip("KUBECONFIG is not set: these tests need a Kubernetes cluster (docs/e2e.md)")
+    config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    core = client.CoreV1Api()
+    namespace = f"emostream-e2e-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    progress.say(f"namespace {namespace} on {kubeconfig}")
+    c = Cluster(
+        namespace=namespace,
+        core=core,
+        kubectl=tool("KUBECTL", None, "kubectl"),
+        helm=tool("HELM", ROOT / ".emostream" / "bin" / "helm", "helm"),
+        progress=progress,
+    )
+    try:
+        yield c
+    finally:
+        if os.environ.get("EMOSTREAM_E2E_KEEP") == "1":
+            progress.say(f"keeping namespace {namespace} (EMOSTREAM_E2E_KEEP=1)")
+        else:
+            progress.say(f"deleting namespace {namespace}")
+            core.delete_namespace(namespace)
+
+
+@pytest.fixture(scope="session")
+def kafka(cluster: Cluster, progress: Progress) -> str:
+    """The in-cluster broker with the chart's topics; returns its bootstrap address."""
+    start = progress.elapsed()
+    manifest = (HERE / "kafka.yaml").read_text()
+    manifest = manifest.replace("KAFKA_VERSION", kafka_version())
+    manifest = manifest.replace("EMOSTREAM_VERSION", version())
+    cluster.run("kubectl", "apply", "-f", "-", stdin=manifest)
+    progress.say("applied kafka.yaml; waiting for the broker and its topics")
+
+    def topics_made() -> bool:
+        return bool(cluster.get("job", "kafka-topics")["status"].get("succeeded"))
+
+    deadline = time.monotonic() + 300
+    while not topics_made():
+        if time.monotonic() > deadline:
+            cluster.dump_diagnostics()
+            raise RuntimeError("the Kafka topics were not created within 300 s")
+        time.sleep(2)
+    progress.mark("kafka ready with topics", start)
+    return f"kafka.{cluster.namespace}.svc:9092"
+
+
+@pytest.fixture(scope="session")
+def release(cluster: Cluster, kafka: str, progress: Progress) -> Iterator[str]:
+    """The chart installed into the run's namespace and ready; uninstalled at the end."""
+    start = progress.elapsed()
+    args = [
+        "helm", "install", RELEASE, str(CHART),
+        *(arg for f in CHART_VALUES for arg in ("-f", str(f))),
+        "--set", f"fullnameOverride={FULLNAME}",
+        "--set", f"kafka.external.bootstrapServers={kafka}",
+    ]  # fmt: skip
+    progress.say(f"helm install {RELEASE} (kind-values.yaml + e2e values.yaml)")
+    try:
+        cluster.run(*args)
+        cluster.wait_ready(float(os.environ.get("EMOSTREAM_E2E_READY_S", "600")))
+        progress.mark("helm install to every pod ready", start)
+        yield RELEASE
+    finally:
+        if os.environ.get("EMOSTREAM_E2E_KEEP") != "1":
+            progress.say(f"helm uninstall {RELEASE}")
+            try:
+                cluster.run("helm", "uninstall", RELEASE, "--wait", "--timeout", "120s")
+            except RuntimeError as exc:
+                progress.say(f"uninstall failed (the namespace is deleted anyway): {exc}")
+
+
+@pytest.fixture(scope="session")
+def ingest_url(cluster: Cluster, release: str) -> Iterator[str]:
+    """http://127.0.0.1:<port> forwarded to the ingest Service."""
+    with PortForward(cluster.kubectl, cluster.namespace, f"svc/{FULLNAME}-ingest", 8000) as pf:
+        yield pf.url
+
+
+@pytest.fixture(scope="session")
+def fanout_forward(cluster: Cluster, release: str) -> Iterator[PortForward]:
+    """The port-forward to the fanout Service, re-established when its pod goes away."""
+    with PortForward(cluster.kubectl, cluster.namespace, f"svc/{FULLNAME}-fanout", 8080) as pf:
+        yield pf
+
+
+@pytest.fixture(scope="session")
+def fanout_url(fanout_forward: PortForward) -> str:
+    """http://127.0.0.1:<port> forwarded to the fanout Service."""
+    return fanout_forward.url
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """Every test here needs the cluster."""
+    for item in items:
+        item.add_marker(pytest.mark.cluster)

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Build the two images only the end-to-end tests use, and load every image the tests run into
+# the kind cluster.
+#
+# usage: k8s-tests/e2e/images.sh [--no-load]
+#
+#   emostream/e2e-kafka:<kafka version>  a single-node KRaft broker from the Maven jars the local
+#                                        stack caches in .emostream/jars/kafka-<version>/
+#   emostream/e2e-redis:bookworm         Debian's redis-server (the chart's Redis, offline)
+#
+# Then, unless --no-load, `kind load docker-image` of those and emostream/{ingest,fanout,spark,
+# loadgen}:<version> into the cluster KIND_CLUSTER (default emostream). Build the project's images
+# first with `make images`. Environment: KIND (default .emostream/cluster/bin/kind-*/kind, else
+# kind on PATH), EMOSTREAM_IMAGE_BASE (default emostream/debian:bookworm).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE="${ROOT}/k8s-tests/e2e"
+CONTEXT="${ROOT}/.emostream/e2e/kafka-context"
+BASE="${EMOSTREAM_IMAGE_BASE:-emostream/debian:bookworm}"
+CLUSTER="${KIND_CLUSTER:-emostream}"
+LOGS="${ROOT}/.emostream/e2e/logs"
+START=${SECONDS}
+say() { printf '[%4ds] %s\n' "$((SECONDS - START))" "$*"; }
+
+# Run a command with its output in LOGS/NAME.log; on failure show the log's end and stop.
+logged() {
+  local name=$1
+  shift
+  mkdir -p "${LOGS}"
+  if ! "$@" >"${LOGS}/${name}.log" 2>&1; then
+    tail -n 30 "${LOGS}/${name}.log" >&2
+    echo "images.sh: '$*' failed; full log: ${LOGS}/${name}.log" >&2
+    exit 1
+  fi
+}
+
+jars="$(find "${ROOT}/.emostream/jars" -maxdepth 1 -name 'kafka-*' -type d 2>/dev/null | sort -V | tail -n 1)"
+[[ -n "${jars}" ]] || { echo "images.sh: no Kafka jars in .emostream/jars/; run 'make up' once" >&2; exit 1; }
+kafka_version="${jars##*/kafka-}"
+version="$(sed -n 's/^version = "\(.*\)"/\1/p' "${ROOT}/pyproject.toml" | head -n 1)"
+
+say "building emostream/e2e-kafka:${kafka_version} from ${jars#"${ROOT}"/}"
+rm -rf "${CONTEXT}"
+mkdir -p "${CONTEXT}/libs"
+cp "${jars}"/*.jar "${CONTEXT}/libs/"
+cp "${HERE}"/kafka-image/{Dockerfile,kafka-start.sh,log4j2.properties} "${CONTEXT}/"
+logged e2e-kafka docker build --build-arg "BASE=${BASE}" -t "emostream/e2e-kafka:${kafka_version}" "${CONTEXT}"
+say "building emostream/e2e-redis:bookworm"
+logged e2e-redis docker build --build-arg "BASE=${BASE}" -t emostream/e2e-redis:bookworm "${HERE}/redis-image"
+
+[[ "${1:-}" == --no-load ]] && exit 0
+kind="${KIND:-$(find "${ROOT}/.emostream/cluster/bin" -path '*/kind-*/kind' -type f 2>/dev/null | sort -V | tail -n 1)}"
+kind="${kind:-kind}"
+for image in "emostream/e2e-kafka:${kafka_version}" emostream/e2e-redis:bookworm \
+  "emostream/ingest:${version}" "emostream/fanout:${version}" "emostream/spark:${version}" \
+  "emostream/loadgen:${version}"; do
+  say "kind load docker-image ${image}"
+  logged "load-${image//[\/:]/-}" "${kind}" load docker-image "${image}" --name "${CLUSTER}"
+done
+say "done"
