@@ -1,6 +1,5 @@
 """The fanout OpenAPI document matches the app it describes (no server needed)."""
 
-import re
 from typing import Any
 
 import orjson
@@ -11,10 +10,7 @@ from emostream.fanout._swarm import STREAM_ID_RE
 from emostream.fanout.app import create_app
 from emostream.fanout.settings import FanoutSettings
 from tests.fuzz.conftest import FANOUT_OPENAPI
-
-METHODS = {"get", "post", "put", "patch", "delete"}
-#: Served by the app from the document itself, whether or not this build has the route yet.
-SELF = ("/openapi.json", "get")
+from tests.openapi_checks import app_operations, documented_operations, refs, resolve
 
 
 def _document() -> dict[str, Any]:
@@ -22,39 +18,19 @@ def _document() -> dict[str, Any]:
     return document
 
 
-def _refs(node: object) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
-        return found + [r for v in node.values() for r in _refs(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _refs(v)]
-    return []
-
-
 def test_document_names_exactly_the_apps_routes() -> None:
     """Every route and method of the app is documented, and nothing else (static files aside)."""
     app = create_app(FanoutSettings(), connect_upstream=False)
-    served = set()
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
-        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
-        served |= {(path, m.lower()) for m in rule.methods or () if m.lower() in METHODS}
-    document = _document()
-    documented = {(p, m) for p, item in document["paths"].items() for m in item}
-    assert documented == served | {SELF}
+    assert documented_operations(_document()) == app_operations(app)
 
 
 def test_every_reference_resolves() -> None:
     """Each $ref points at a component that exists, and Schemathesis loads the document."""
     document = _document()
-    refs = _refs(document)
-    assert refs
-    for ref in refs:
-        node: Any = document
-        for part in ref.removeprefix("#/").split("/"):
-            node = node[part]
-        assert node, ref
+    found = refs(document)
+    assert found
+    for ref in found:
+        assert resolve(document, ref), ref
     assert len(list(schemathesis.openapi.from_dict(document).get_all_operations())) == len(
         [m for item in document["paths"].values() for m in item]
     )

@@ -1,55 +1,25 @@
 """The hand-written OpenAPI document matches the app it describes."""
 
-from typing import Any
-
-from flask import Flask
-
 from emostream.ingest.app import create_app
 from emostream.ingest.openapi import openapi_document
 from emostream.ingest.settings import IngestSettings
-
-METHODS = {"get", "post", "put", "patch", "delete"}
-
-
-def _operations(app: Flask) -> set[tuple[str, str]]:
-    ops = set()
-    for rule in app.url_map.iter_rules():
-        path = rule.rule.replace("<", "{").replace(">", "}")
-        ops |= {(path, m.lower()) for m in rule.methods or () if m.lower() in METHODS}
-    return ops
-
-
-def _refs(node: object) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
-        return found + [r for v in node.values() for r in _refs(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _refs(v)]
-    return []
-
-
-def _resolve(doc: dict[str, Any], ref: str) -> object:
-    node: Any = doc
-    for part in ref.removeprefix("#/").split("/"):
-        node = node[part]
-    return node
+from tests.openapi_checks import app_operations, documented_operations, refs, resolve
 
 
 def test_document_names_exactly_the_apps_routes_and_methods() -> None:
     """Every route and method of the app is documented, and nothing else is."""
     settings = IngestSettings()
     doc = openapi_document(settings)
-    documented = {(p, m) for p, item in doc["paths"].items() for m in item if m in METHODS}
-    assert documented == _operations(create_app(settings))
+    assert documented_operations(doc) == app_operations(create_app(settings))
 
 
 def test_every_reference_resolves() -> None:
     """Each $ref in the document points at a component that exists."""
     doc = openapi_document(IngestSettings())
-    refs = _refs(doc)
-    assert refs
-    for ref in refs:
-        assert _resolve(doc, ref) is not None, ref
+    found = refs(doc)
+    assert found
+    for ref in found:
+        assert resolve(doc, ref) is not None, ref
 
 
 def test_post_routes_document_every_error_status() -> None:
@@ -60,7 +30,7 @@ def test_post_routes_document_every_error_status() -> None:
         responses = doc["paths"][path]["post"]["responses"]
         assert set(errors) <= responses.keys()
         for status in errors:
-            response = _resolve(doc, responses[status]["$ref"])
+            response = resolve(doc, responses[status]["$ref"])
             assert isinstance(response, dict)
             assert "application/problem+json" in response["content"]
             if status in ("429", "503"):
