@@ -14,16 +14,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import requests
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emostream.common.emoji import DEFAULT_VALENCE, VARIATION_SELECTOR_16, normalise_emoji
-from emostream.common.events import Reaction
 from tests.conftest import Topics
 from tests.fuzz._checks import problem_errors
 from tests.fuzz.conftest import FUZZ_EXAMPLES, REQUEST_TIMEOUT_S
-from tests.ingest.conftest import Server
+from tests.ingest.conftest import Server, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -115,37 +113,6 @@ def payloads(draw: st.DrawFn, stream_prefix: str) -> Sent:
     return Sent(body, canonical, event_ms)
 
 
-def read_reactions(bootstrap: str, topic: str, prefix: str, expected: int) -> list[Reaction]:
-    """The reactions on ``topic`` whose stream starts with ``prefix``: ``expected``, and no more."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"fuzz-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
-    )
-    found: list[Reaction] = []
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        deadline = time.monotonic() + 30
-        quiet = 0
-        while time.monotonic() < deadline and (len(found) < expected or quiet < 2):
-            msg = consumer.poll(0.5)
-            if msg is None:
-                quiet += 1
-                continue
-            quiet = 0
-            value = msg.value()
-            if msg.error() is None and value is not None:
-                reaction = Reaction.decode(value)
-                if reaction.stream_id.startswith(prefix):
-                    found.append(reaction)
-    finally:
-        consumer.close()
-    return found
-
-
 def test_send_emoji_payload_variants_are_taken_exactly_once(
     ingest_server: Server, kafka_bootstrap: str, topics: Topics
 ) -> None:
@@ -177,7 +144,12 @@ def test_send_emoji_payload_variants_are_taken_exactly_once(
 
     is_taken_or_refused()
     assert accepted, "no payload was accepted: the property was never exercised"
-    on_topic = read_reactions(kafka_bootstrap, topics.reactions, prefix, len(accepted))
+    on_topic = [
+        read.reaction
+        for read in read_topic(
+            kafka_bootstrap, topics.reactions, prefix, len(accepted), prefix=True
+        )
+    ]
     by_stream = {r.stream_id: r for r in on_topic}
     # Stream ids are unique per payload, so a duplicate would show as a count above one.
     assert Counter(r.stream_id for r in on_topic) == Counter(

@@ -93,8 +93,11 @@ def read_topic(
     stream_id: str,
     expected: int,
     timeout_s: float = 30,
+    *,
+    prefix: bool = False,
 ) -> list[Read]:
-    """Every message of ``stream_id`` on ``topic``: wait for ``expected``, then a little more."""
+    """Every message of ``stream_id`` (of every stream it begins, with ``prefix``) on ``topic``:
+    wait for ``expected``, then a little more."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -118,7 +121,8 @@ def read_topic(
             value = msg.value()
             if msg.error() is None and value is not None:
                 reaction = Reaction.decode(value)
-                if reaction.stream_id == stream_id:
+                stream = reaction.stream_id
+                if stream == stream_id or (prefix and stream.startswith(stream_id)):
                     found.append(Read(msg.partition() or 0, msg.key(), reaction))
     finally:
         consumer.close()
