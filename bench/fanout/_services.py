@@ -80,19 +80,13 @@ def fanout(
         "EMOSTREAM_MAX_CONNECTIONS": str(max_connections),
         "EMOSTREAM_LOG_LEVEL": "WARNING",
     }
-    pid = procs.start("fanout", gunicorn_command("fanout", port, "gevent"), full_env, ROOT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(_ready_everywhere(f"{url}/readyz", procs, "fanout"), "fanout", timeout_s=90)
-        yield Server(
-            "fanout",
-            pid,
-            [("127.0.0.1", port)],
-            [f"/v1/streams/{s}/events" for s in streams],
-            f"gunicorn -k gevent, {workers} workers x {max_connections} connections",
-        )
-    finally:
-        procs.stop("fanout", grace_s=30)
+    cmd = gunicorn_command("fanout", port, "gevent")
+    description = f"gunicorn -k gevent, {workers} workers x {max_connections} connections"
+    with _served(
+        "fanout", cmd, full_env, procs,
+        port=port, streams=streams, description=description, ready_s=90,
+    ) as server:  # fmt: skip
+        yield server
 
 
 @contextmanager
@@ -106,19 +100,35 @@ def baseline(
         "--workers", str(workers), "--bootstrap", env["EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS"],
         "--topic", topic,
     ]  # fmt: skip
-    pid = procs.start("baseline", cmd, env, ROOT)
+    description = f"raw asyncio, {workers} processes (SO_REUSEPORT), same Kafka topic"
+    with _served(
+        "baseline", cmd, env, procs,
+        port=port, streams=streams, description=description, ready_s=60,
+    ) as server:  # fmt: skip
+        yield server
+
+
+@contextmanager
+def _served(
+    name: str,
+    cmd: list[str],
+    env: Mapping[str, str],
+    procs: ProcessDir,
+    *,
+    port: int,
+    streams: list[str],
+    description: str,
+    ready_s: float,
+) -> Iterator[Server]:
+    """Run ``cmd`` as server ``name`` on ``port`` for the block, once every worker is ready."""
+    pid = procs.start(name, cmd, env, ROOT)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_for(_ready_everywhere(f"{url}/readyz", procs, "baseline"), "baseline", timeout_s=60)
-        yield Server(
-            "baseline",
-            pid,
-            [("127.0.0.1", port)],
-            [f"/v1/streams/{s}/events" for s in streams],
-            f"raw asyncio, {workers} processes (SO_REUSEPORT), same Kafka topic",
-        )
+        wait_for(_ready_everywhere(f"{url}/readyz", procs, name), name, timeout_s=ready_s)
+        paths = [f"/v1/streams/{s}/events" for s in streams]
+        yield Server(name, pid, [("127.0.0.1", port)], paths, description)
     finally:
-        procs.stop("baseline", grace_s=15)
+        procs.stop(name, grace_s=30)
 
 
 def process_tree(root: int) -> list[int]:
