@@ -97,21 +97,19 @@ RUN_TIME ?= 2m
 load: up ## Locust, headless, against the local stack for RUN_TIME with USERS; report and plots in reports/
 	$(BIN)/python -m emostream.loadgen --users $(USERS) --run-time $(RUN_TIME) $(LOAD_ARGS)
 
-cluster: ## build (once, offline: ~1 h cold) and create the single-node kind cluster `emostream` with KEDA
+cluster: ## build (once, offline: ~1.5 h cold) and create the single-node kind cluster `emostream` with KEDA (and Prometheus's image)
 	k8s-tests/cluster/build.sh
 	k8s-tests/cluster/create-cluster.sh
 	k8s-tests/cluster/build-keda.sh
 	k8s-tests/cluster/install-keda.sh
+	k8s-tests/cluster/build-prometheus.sh
 	@echo "export KUBECONFIG=$(CURDIR)/.emostream/cluster/kubeconfig"
 
 cluster-delete: ## delete the kind cluster `emostream` (the built images and caches stay)
 	k8s-tests/cluster/delete-cluster.sh
 
-e2e: venv tools ## chart end-to-end tests on the cluster KUBECONFIG names (unset: build and use the kind cluster `emostream`)
-	@if [ -z "$$KUBECONFIG" ]; then $(MAKE) cluster; fi
-	images/build.sh
-	k8s-tests/e2e/images.sh
-	KUBECONFIG="$${KUBECONFIG:-$(CURDIR)/.emostream/cluster/kubeconfig}" $(BIN)/pytest k8s-tests/e2e -m cluster -v
+e2e: venv tools ## chart end-to-end tests on the cluster KUBECONFIG names (unset: build and use the kind cluster `emostream`), timed
+	PYTEST=$(CURDIR)/$(BIN)/pytest k8s-tests/e2e/run.sh
 
 ROLES ?=
 images: ## build the container images offline (all roles, or ROLES="ingest fanout")

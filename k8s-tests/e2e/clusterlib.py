@@ -43,6 +43,15 @@ def kafka_version() -> str:
     return jars[-1].name.removeprefix("kafka-")
 
 
+def prometheus_version() -> str:
+    """The Prometheus version k8s-tests/cluster/build-prometheus.sh builds: the image's tag."""
+    versions = ROOT / "k8s-tests" / "cluster" / "versions.env"
+    for line in versions.read_text().splitlines():
+        if line.startswith("PROMETHEUS_VERSION="):
+            return line.split("=", 1)[1]
+    raise RuntimeError(f"no PROMETHEUS_VERSION in {versions}")
+
+
 def tool(env: str, local: Path | None, name: str) -> str:
     """The program named by ``env``, else ``local`` if it exists, else ``name`` on PATH."""
     found = os.environ.get(env)

@@ -5,17 +5,20 @@ image images.sh builds, since the chart's Strimzi operator may not be installed)
 two topics, then the chart itself (`helm install`, kafka.provider=external), and the run waits
 until every pod is ready, printing each change as it happens. Tests reach ingest and fanout
 through `kubectl port-forward` on 127.0.0.1. At the end the release is uninstalled and the
-namespace deleted, whatever the tests did; EMOSTREAM_E2E_KEEP=1 keeps both for a look.
+namespace deleted, whatever the tests did; EMOSTREAM_E2E_KEEP=1 keeps both for a look. The
+autoscaling test also gets a Prometheus in the namespace (prometheus.yaml) for KEDA to query.
 
 Environment: KUBECONFIG (required, else every test is skipped), HELM (default
 .emostream/bin/helm, else helm on PATH), KUBECTL (default kubectl), EMOSTREAM_E2E_READY_S (how
-long the install may take to become ready, default 600).
+long the install may take to become ready, default 600), EMOSTREAM_E2E_TIMINGS (a file to write
+the run's timings to, as name<TAB>seconds lines; run.sh prints them in its table).
 """
 
 import os
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +32,7 @@ from clusterlib import (
     Cluster,
     Progress,
     kafka_version,
+    prometheus_version,
     tool,
     version,
 )
@@ -43,6 +47,9 @@ def progress(pytestconfig: pytest.Config) -> Iterator[Progress]:
     yield p
     for name, seconds in p.timings.items():
         p.say(f"timing: {name}: {seconds:.1f} s")
+    if path := os.environ.get("EMOSTREAM_E2E_TIMINGS"):
+        rows = (f"{name}\t{seconds:.1f} s\n" for name, seconds in p.timings.items())
+        Path(path).write_text("".join(rows))
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +101,18 @@ def kafka(cluster: Cluster, progress: Progress) -> str:
         time.sleep(2)
     progress.mark("kafka ready with topics", start)
     return f"kafka.{cluster.namespace}.svc:9092"
+
+
+@pytest.fixture(scope="session")
+def prometheus(cluster: Cluster, progress: Progress) -> str:
+    """Prometheus scraping the namespace (prometheus.yaml), for KEDA; returns its URL."""
+    start = progress.elapsed()
+    manifest = (HERE / "prometheus.yaml").read_text()
+    manifest = manifest.replace("PROMETHEUS_VERSION", prometheus_version())
+    cluster.run("kubectl", "apply", "-f", "-", stdin=manifest)
+    cluster.run("kubectl", "rollout", "status", "deployment/prometheus", "--timeout=300s")
+    progress.mark("prometheus ready", start)
+    return f"http://prometheus.{cluster.namespace}.svc:9090"
 
 
 @pytest.fixture(scope="session")

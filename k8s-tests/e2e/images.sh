@@ -8,8 +8,9 @@
 #                                        stack caches in .emostream/jars/kafka-<version>/
 #   emostream/e2e-redis:bookworm         Debian's redis-server (the chart's Redis, offline)
 #
-# Then, unless --no-load, `kind load docker-image` of those and emostream/{ingest,fanout,spark,
-# loadgen}:<version> into the cluster KIND_CLUSTER (default emostream). Build the project's images
+# Then, unless --no-load, `kind load docker-image` of those, emostream/{ingest,fanout,spark,
+# loadgen}:<version> and (if built here) Prometheus into the cluster KIND_CLUSTER (default
+# emostream). Build the project's images
 # first with `make images`. Environment: KIND (default .emostream/cluster/bin/kind-*/kind, else
 # kind on PATH), EMOSTREAM_IMAGE_BASE (default emostream/debian:bookworm).
 set -euo pipefail
@@ -58,4 +59,13 @@ for image in "emostream/e2e-kafka:${kafka_version}" emostream/e2e-redis:bookworm
   say "kind load docker-image ${image}"
   logged "load-${image//[\/:]/-}" "${kind}" load docker-image "${image}" --name "${CLUSTER}"
 done
+# Prometheus for the autoscaling test: built offline by k8s-tests/cluster/build-prometheus.sh;
+# where it was not built, the cluster pulls upstream's image of that name.
+prometheus="quay.io/prometheus/prometheus:$(sed -n 's/^PROMETHEUS_VERSION=//p' "${ROOT}/k8s-tests/cluster/versions.env")"
+if docker image inspect "${prometheus}" >/dev/null 2>&1; then
+  say "kind load docker-image ${prometheus}"
+  logged load-prometheus "${kind}" load docker-image "${prometheus}" --name "${CLUSTER}"
+else
+  say "${prometheus} is not built here: the cluster pulls it"
+fi
 say "done"

@@ -86,7 +86,6 @@ def test_schema_rejects_a_broken_value_with_a_clear_message(
             ["fanout.config.drain_s=8"],
             "fanout.config.graceful_timeout_s must be at least fanout.config.drain_s + 4 (12)",
         ),
-        (["fanout.config.workers=2"], "fanout.config.workers > 1 with autoscaling"),
         (
             ["autoscaling.fanout.connectionsPerPod=6000"],
             "must stay below fanout.config.max_connections",

@@ -44,9 +44,6 @@ to change. Included once, from configmap.yaml.
 {{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed %s.preStopSleepSeconds + %s.config.graceful_timeout_s (%d + %d)" $role (int $c.terminationGracePeriodSeconds) $role $role (int $c.preStopSleepSeconds) $graceful) -}}
 {{- end -}}
 {{- end -}}
-{{- if and $v.autoscaling.enabled (gt (int (default 1 $v.fanout.config.workers)) 1) -}}
-{{- fail "fanout.config.workers > 1 with autoscaling: /metrics reports only the worker that answers, so connections per pod would be undercounted; keep one worker per pod and scale pods" -}}
-{{- end -}}
 {{- if $v.autoscaling.enabled -}}
 {{- range $role := list "ingest" "fanout" -}}
 {{- $a := index $v.autoscaling $role -}}
@@ -55,7 +52,7 @@ to change. Included once, from configmap.yaml.
 {{- end -}}
 {{- end -}}
 {{- if ge (int $v.autoscaling.fanout.connectionsPerPod) (int (default 5000 $v.fanout.config.max_connections)) -}}
-{{- fail (printf "autoscaling.fanout.connectionsPerPod (%d) must stay below fanout.config.max_connections (%d) x workers, or pods refuse viewers before the autoscaler reacts" (int $v.autoscaling.fanout.connectionsPerPod) (int (default 5000 $v.fanout.config.max_connections))) -}}
+{{- fail (printf "autoscaling.fanout.connectionsPerPod (%d) must stay below fanout.config.max_connections (%d), what one worker takes, or pods refuse viewers before the autoscaler reacts" (int $v.autoscaling.fanout.connectionsPerPod) (int (default 5000 $v.fanout.config.max_connections))) -}}
 {{- end -}}
 {{- end -}}
 {{- if $v.aggregate.enabled -}}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `make e2e`: the end-to-end tests, every step timed, and a table of the timings at the end.
+#
+# usage: k8s-tests/e2e/run.sh [pytest arguments]
+#
+# With KUBECONFIG unset, the offline kind cluster `emostream` is built (cached) and created if
+# it is not running, with KEDA and the Prometheus image (k8s-tests/cluster/). Then the project's
+# images (images/build.sh) and the tests' own (images.sh, which `kind load`s them all into
+# KIND_CLUSTER, default emostream), then pytest on k8s-tests/e2e. Environment: PYTEST (default
+# .venv/bin/pytest); the rest as for the scripts it calls (docs/e2e.md).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CLUSTER="${ROOT}/k8s-tests/cluster"
+PYTEST="${PYTEST:-${ROOT}/.venv/bin/pytest}"
+RESULTS="${ROOT}/.emostream/e2e"
+TIMINGS="${RESULTS}/timings.tsv"
+LOG="${RESULTS}/pytest.log"
+START=${SECONDS}
+ROWS=()
+
+# Run a step and keep its time for the table.
+step() {
+  local name=$1 started=${SECONDS}
+  shift
+  printf '\n=== %s\n' "${name}"
+  "$@"
+  ROWS+=("${name}"$'\t'"$((SECONDS - started)) s")
+}
+
+keda() { "${CLUSTER}/build-keda.sh" && "${CLUSTER}/install-keda.sh"; }
+
+mkdir -p "${RESULTS}"
+if [[ -z "${KUBECONFIG:-}" ]]; then
+  step "cluster build (offline; cached after the first run)" "${CLUSTER}/build.sh"
+  if docker ps --format '{{.Names}}' 2>/dev/null | grep -qx emostream-control-plane; then
+    ROWS+=("cluster creation"$'\t'"running already (make cluster-delete for a new one)")
+    "${CLUSTER}/create-cluster.sh"
+  else
+    step "cluster creation" "${CLUSTER}/create-cluster.sh"
+  fi
+  step "KEDA build and install" keda
+  step "Prometheus image build" "${CLUSTER}/build-prometheus.sh"
+  export KUBECONFIG="${ROOT}/.emostream/cluster/kubeconfig"
+fi
+step "project images (images/build.sh)" "${ROOT}/images/build.sh"
+step "test images, kind load" "${ROOT}/k8s-tests/e2e/images.sh"
+
+printf '\n=== pytest k8s-tests/e2e on %s\n' "${KUBECONFIG}"
+rm -f "${TIMINGS}"
+status=0
+EMOSTREAM_E2E_TIMINGS="${TIMINGS}" "${PYTEST}" "${ROOT}/k8s-tests/e2e" -m cluster -v "$@" \
+  2>&1 | tee "${LOG}" || status=$?
+[[ -s "${TIMINGS}" ]] && mapfile -t -O "${#ROWS[@]}" ROWS <"${TIMINGS}"
+ROWS+=("whole run"$'\t'"$((SECONDS - START)) s")
+
+printf '\n=== timings\n'
+printf '%s\n' "${ROWS[@]}" | awk -F'\t' '{printf "  %-58s %s\n", $1, $2}'
+printf '\n=== result: %s\n' "$(tail -n 1 "${LOG}" | tr -d '=' | sed 's/^ *//')"
+exit "${status}"

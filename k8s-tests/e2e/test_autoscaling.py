@@ -1,0 +1,185 @@
+"""The chart's KEDA autoscalers on a real cluster: load scales ingest and fanout up, quiet scales
+them back down.
+
+The test turns autoscaling on with `helm upgrade` (autoscaling-values.yaml: one to three pods
+per tier, small per-pod targets, quick scale-down) against the Prometheus the harness runs in
+the namespace, then opens enough SSE feeds to ask for three fanout pods and posts enough
+requests per second to ask for three ingest pods. KEDA reads the chart's own PromQL queries,
+the HPAs it owns scale the Deployments, and the new pods must become ready. Then the load stops
+and both tiers must return to one pod. Autoscaling is turned off again at the end, so the other
+tests see the install they expect whatever the order.
+"""
+
+import itertools
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pytest
+from clusterlib import CHART, FULLNAME, HERE, Cluster, Progress, wait_until
+
+from emostream.client import EmostreamClient
+
+TIERS = ("fanout", "ingest")
+# autoscaling-values.yaml: maxReplicas 3 for both; fanout's target is 15 connections per pod,
+# ingest's 10 requests per second per pod.
+MAX_REPLICAS = 3
+FEEDS = 45
+REQUESTS_PER_S = 40
+# Each request crosses kubectl port-forward (tens of ms), so several senders share the rate.
+SENDERS = 4
+
+
+@dataclass
+class Load:
+    """SSE feeds held open on fanout and a steady request rate on ingest, until stopped."""
+
+    fanout_url: str
+    ingest_url: str
+    feeds: list[socket.socket] = field(default_factory=list)
+    sent: int = 0
+    error: Exception | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def open_feeds(self, stream: str) -> None:
+        """FEEDS raw SSE requests, left open; each counts as one connection on fanout."""
+        address = urlsplit(self.fanout_url)
+        request = (
+            f"GET /v1/streams/{stream}/events HTTP/1.1\r\nHost: {address.netloc}\r\n"
+            "Accept: text/event-stream\r\n\r\n"
+        ).encode()
+        for _ in range(FEEDS):
+            feed = socket.create_connection((address.hostname, address.port), timeout=10)
+            feed.sendall(request)
+            head = feed.recv(4096)
+            assert head.startswith(b"HTTP/1.1 200"), f"fanout refused a feed: {head[:200]!r}"
+            self.feeds.append(feed)
+
+    def _post(self, stream: str, sender: int) -> None:
+        interval = SENDERS / REQUESTS_PER_S
+        try:
+            with EmostreamClient(ingest_url=self.ingest_url) as client:
+                for n in itertools.count():
+                    started = time.monotonic()
+                    reaction = {"user_id": f"load-{sender}-{n}", "emoji": "🔥"}
+                    accepted = client.send(stream, reaction)
+                    with self._lock:
+                        self.sent += accepted
+                    if self._stop.wait(max(0.0, interval - (time.monotonic() - started))):
+                        return
+        except Exception as exc:  # noqa: BLE001 - handed to the test through check()
+            self.error = exc
+
+    def start_requests(self, stream: str) -> None:
+        """SENDERS threads posting one reaction each, REQUESTS_PER_S in all."""
+        for sender in range(SENDERS):
+            thread = threading.Thread(target=self._post, args=(stream, sender), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def check(self) -> None:
+        assert self.error is None, f"posting to ingest failed: {self.error!r}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        for feed in self.feeds:
+            feed.close()
+        self.feeds.clear()
+
+
+@pytest.fixture
+def autoscaling(
+    cluster: Cluster, release: str, prometheus: str, progress: Progress
+) -> Iterator[None]:
+    """Autoscaling on (KEDA, reading the namespace's Prometheus) for one test, off afterwards."""
+    try:
+        cluster.run("kubectl", "get", "crd", "scaledobjects.keda.sh")
+    except RuntimeError:
+        pytest.skip("KEDA is not installed on this cluster (docs/e2e.md: install KEDA first)")
+    cluster.run(
+        "helm", "upgrade", release, str(CHART), "--reuse-values",
+        "-f", str(HERE / "autoscaling-values.yaml"),
+        "--set", f"autoscaling.prometheus.serverAddress={prometheus}",
+    )  # fmt: skip
+    try:
+        for tier in TIERS:
+            cluster.run(
+                "kubectl", "wait", "--for=condition=Ready", "--timeout=120s",
+                f"scaledobject/{FULLNAME}-{tier}",
+            )  # fmt: skip
+        progress.say("autoscaling on: ScaledObjects ready")
+        yield
+    finally:
+        cluster.run(
+            "helm", "upgrade", release, str(CHART), "--reuse-values",
+            "--set", "autoscaling.enabled=false",
+        )  # fmt: skip
+
+
+def _replicas(cluster: Cluster, tier: str) -> tuple[int, int, str]:
+    """A tier's (ready pods, pods its HPA wants, the HPA's current metric value)."""
+    deployment = cluster.get("deployment", f"{FULLNAME}-{tier}")
+    hpa = cluster.get("hpa", f"{FULLNAME}-{tier}")["status"]
+    metrics = hpa.get("currentMetrics") or [{}]
+    current = metrics[0].get("external", {}).get("current", {}).get("averageValue", "?")
+    return deployment["status"].get("readyReplicas", 0), hpa.get("desiredReplicas", 0), current
+
+
+def _wait_for(
+    cluster: Cluster, progress: Progress, want: int, what: str, load: Load | None = None
+) -> dict[str, float]:
+    """Wait until every tier has ``want`` ready pods (and no more); return when each got there."""
+    start = progress.elapsed()
+    reached: dict[str, float] = {}
+    seen: dict[str, tuple[int, int, str]] = {}
+
+    def done() -> bool:
+        if load is not None:
+            load.check()
+        for tier in TIERS:
+            now = _replicas(cluster, tier)
+            if seen.get(tier, (-1, -1, ""))[:2] != now[:2]:
+                progress.say(f"  {tier}: {now[0]} ready, HPA wants {now[1]} (per pod: {now[2]})")
+            seen[tier] = now
+            pods = len(cluster.get("pods", "-l", f"app.kubernetes.io/component={tier}")["items"])
+            if now[0] == want and now[1] == want and pods == want and tier not in reached:
+                reached[tier] = progress.elapsed() - start
+        return len(reached) == len(TIERS)
+
+    wait_until(done, what, 420, every_s=2)
+    return reached
+
+
+def test_autoscalers_scale_up_under_load_and_back_down(
+    cluster: Cluster,
+    autoscaling: None,
+    ingest_url: str,
+    fanout_url: str,
+    progress: Progress,
+) -> None:
+    """Under load both tiers reach three ready pods; without it, both return to one."""
+    wait_until(lambda: all(_replicas(cluster, t)[0] == 1 for t in TIERS), "one pod per tier", 300)
+    load = Load(fanout_url=fanout_url, ingest_url=ingest_url)
+    stream = f"e2e-scale-{uuid.uuid4().hex[:8]}"
+    try:
+        load.open_feeds(stream)
+        load.start_requests(stream)
+        progress.say(f"load on: {FEEDS} SSE feeds open, {REQUESTS_PER_S} requests/s to ingest")
+        up = _wait_for(cluster, progress, MAX_REPLICAS, "both tiers scaled to 3 ready pods", load)
+    finally:
+        load.stop()
+    progress.say(f"load off after {load.sent} reactions accepted")
+    for tier, seconds in up.items():
+        progress.timings[f"autoscaler: {tier} 1 -> {MAX_REPLICAS} ready pods, load on"] = seconds
+    down = _wait_for(cluster, progress, 1, "both tiers back to 1 pod")
+    for tier, seconds in down.items():
+        progress.timings[f"autoscaler: {tier} {MAX_REPLICAS} -> 1 pod, load off"] = seconds
+    assert load.sent > 0
