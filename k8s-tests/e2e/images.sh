@@ -5,7 +5,8 @@
 # usage: k8s-tests/e2e/images.sh [--no-load]
 #
 #   emostream/e2e-kafka:<kafka version>  a single-node KRaft broker from the Maven jars the local
-#                                        stack caches in .emostream/jars/kafka-<version>/
+#                                        stack caches in .emostream/jars/kafka-<version>/ (fetched
+#                                        here if missing)
 #   emostream/e2e-redis:bookworm         Debian's redis-server (the chart's Redis, offline)
 #
 # Then, unless --no-load, `kind load docker-image` of those, emostream/{ingest,fanout,spark,
@@ -36,8 +37,13 @@ logged() {
   fi
 }
 
-jars="$(find "${ROOT}/.emostream/jars" -maxdepth 1 -name 'kafka-*' -type d 2>/dev/null | sort -V | tail -n 1)"
-[[ -n "${jars}" ]] || { echo "images.sh: no Kafka jars in .emostream/jars/; run 'make up' once" >&2; exit 1; }
+# The broker jars of the local stack's Kafka version, fetched from Maven Central if not cached.
+jars="$("${ROOT}/.venv/bin/python" -c '
+from emostream.localstack.jars import kafka_broker_jars
+from emostream.localstack.settings import StackSettings
+s = StackSettings()
+print(kafka_broker_jars(s.stack_dir.resolve() / "jars", s.kafka_version))')" ||
+  { echo "images.sh: could not get the Kafka jars (run 'make venv' first)" >&2; exit 1; }
 kafka_version="${jars##*/kafka-}"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "${ROOT}/pyproject.toml" | head -n 1)"
 
