@@ -28,41 +28,10 @@ LOCAL_BASE="emostream/debian:bookworm"
 BASE_IMAGE="${EMOSTREAM_IMAGE_BASE:-${LOCAL_BASE}}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 ROOTFS_TAR="${CACHE}/debian-bookworm-minbase.tar"
-START=${SECONDS}
-STATUS=0
-
-say() { printf '[%4ds] %s\n' "$((SECONDS - START))" "$*"; }
-die() { printf 'build.sh: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=SCRIPTDIR/../tools/steps.sh
+source "${ROOT}/tools/steps.sh"
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-
-# Run a command or a function of this script with its output in LOGS/NAME.log (on the terminal
-# too with VERBOSE=1) and leave its exit status in STATUS. Call it as a plain statement, never
-# in a condition: bash would then disable `set -e` inside the functions it runs.
-logged() {
-  local name=$1
-  shift
-  mkdir -p "${LOGS}"
-  set +e
-  if [[ "${VERBOSE:-0}" == 1 ]]; then
-    (set -e; "$@") 2>&1 | tee "${LOGS}/${name}.log"
-    STATUS=${PIPESTATUS[0]}
-  else
-    (set -e; "$@") >"${LOGS}/${name}.log" 2>&1
-    STATUS=$?
-  fi
-  set -e
-}
-
-# As logged, but a failure shows the end of the log and stops the build.
-run_logged() {
-  local name=$1
-  logged "$@"
-  if [[ "${STATUS}" != 0 ]]; then
-    [[ "${VERBOSE:-0}" == 1 ]] || tail -n 40 "${LOGS}/${name}.log" >&2
-    die "${name} failed; full log: ${LOGS}/${name}.log"
-  fi
-}
 
 # Make sure COMMAND exists, installing Debian PACKAGE when running as root with apt-get.
 need() {
@@ -125,15 +94,6 @@ EOF
     "${rootfs}"/var/log/*.log "${rootfs}"/var/log/apt/* "${rootfs}"/var/cache/debconf/*-old \
     "${rootfs}/etc/resolv.conf"
   : >"${rootfs}/etc/hostname"
-}
-
-remove_tree() {
-  # debootstrap mounts /proc and /sys inside the tree; never delete through a mount.
-  local dir=$1 mount
-  [[ -d "${dir}" ]] || return 0
-  while read -r mount; do umount -l "${mount}" 2>/dev/null || true; done \
-    < <(awk -v d="${dir}/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r)
-  rm -rf --one-file-system "${dir}"
 }
 
 make_rootfs_tarball() {

@@ -18,15 +18,6 @@ ROOTFS="${CACHE}/rootfs"
 NODE_PACKAGES=systemd,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,bash,ca-certificates,curl,jq,procps,containernetworking-plugins
 NET_PACKAGES=iptables,nftables,conntrack,ipset
 
-remove_tree() {
-  # debootstrap mounts /proc and /sys inside the tree; never delete through a mount.
-  local dir=$1 mount
-  [[ -d "${dir}" ]] || return 0
-  while read -r mount; do umount -l "${mount}" 2>/dev/null || true; done \
-    < <(awk -v d="${dir}/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r)
-  rm -rf --one-file-system "${dir}"
-}
-
 # Security updates, then no apt lists, caches or documentation in the image.
 update_and_trim() {
   local tree=$1

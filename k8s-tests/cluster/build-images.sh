@@ -19,41 +19,9 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CONTEXTS="${CACHE}/images"
 K8S_BIN="${BIN}/kubernetes-${KUBERNETES_VERSION}"
 LOCAL_PATH_IMAGE="emostream/local-path-provisioner:${LOCAL_PATH_VERSION}"
 LOCAL_PATH_HELPER=emostream/local-path-helper:bookworm
-IMAGES=()
-
-# Build IMAGE from a context directory holding a Dockerfile (written by the caller), unless
-# IMAGE exists and was built from the same FROM image and the same context (label
-# emostream.inputs); EXTRA_TAGS are added either way.
-build_image() {
-  local image=$1 context=$2 from inputs built
-  shift 2
-  IMAGES+=("${image}" "$@")
-  from="$(awk '/^FROM / { print $2; exit }' "${context}/Dockerfile")"
-  inputs="$(
-    [[ "${from}" == scratch ]] || docker image inspect -f '{{.Id}}' "${from}"
-    cd "${context}" && find . -type f -print0 | sort -z | xargs -0 sha256sum
-  )"
-  inputs="$(sha256sum <<<"${inputs}" | cut -c1-16)"
-  built="$(docker image inspect -f '{{index .Config.Labels "emostream.inputs"}}' "${image}" 2>/dev/null || true)"
-  if [[ "${built}" != "${inputs}" ]]; then
-    run_logged "image-$(basename "${context}")" docker build --network none \
-      --label "emostream.inputs=${inputs}" -t "${image}" "${context}"
-  else
-    say "${image}: present"
-  fi
-  local tag
-  for tag in "$@"; do docker tag "${image}" "${tag}"; done
-}
-
-context_dir() {
-  rm -rf "${CONTEXTS:?}/$1"
-  mkdir -p "${CONTEXTS}/$1"
-  echo "${CONTEXTS}/$1"
-}
 
 # The files a static Go binary may expect of an OS: users, a writable /tmp, nsswitch, and from
 # Debian (the node tree) the time zone database and the CA bundle (KEDA's cron trigger, for

@@ -18,7 +18,7 @@ MODULE=github.com/kedacore/keda/v2
 OUT="${BIN}/keda-${KEDA_VERSION}"
 MANIFEST="${CACHE}/manifests/keda-${KEDA_VERSION}.yaml"
 # image name : binary in bin/ : arguments of upstream's ENTRYPOINT
-IMAGES=(
+COMPONENTS=(
   "keda:keda:--zap-log-level=info --zap-encoder=console"
   "keda-metrics-apiserver:keda-adapter:--secure-port=6443 --zap-log-level=info --zap-encoder=console"
   "keda-admission-webhooks:keda-admission-webhooks:--zap-log-level=info --zap-encoder=console"
@@ -46,26 +46,16 @@ build_binaries() {
 }
 
 build_images() {
-  local entry image binary arguments context base
-  base="$(docker image inspect -f '{{.Id}}' "${STATIC_BASE}")"
-  for entry in "${IMAGES[@]}"; do
+  local entry image binary arguments context json argument
+  for entry in "${COMPONENTS[@]}"; do
     IFS=: read -r image binary arguments <<<"${entry}"
-    image="ghcr.io/kedacore/${image}:${VERSION}"
-    if [[ "$(docker image inspect -f '{{index .Config.Labels "emostream.base"}}' "${image}" \
-      2>/dev/null)" == "${base}" ]]; then
-      say "${image}: present"
-      continue
-    fi
-    context="${CACHE}/images/${binary}"
-    rm -rf "${context}"
-    mkdir -p "${context}"
+    context="$(context_dir "${binary}")"
     cp "${OUT}/${binary}" "${context}/"
-    local json="\"/${binary}\"" argument
+    json="\"/${binary}\""
     for argument in ${arguments}; do json+=", \"${argument}\""; done
     printf '%s\n' "FROM ${STATIC_BASE}" "COPY ${binary} /${binary}" \
       'USER 65532:65532' "ENTRYPOINT [${json}]" >"${context}/Dockerfile"
-    run_logged "image-${binary}" docker build --network none --label "emostream.base=${base}" \
-      -t "${image}" "${context}"
+    build_image "ghcr.io/kedacore/${image}:${VERSION}" "${context}"
   done
 }
 

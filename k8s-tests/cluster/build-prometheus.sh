@@ -36,25 +36,16 @@ build_binary() {
     -o "${OUT}/prometheus" "${MODULE}/cmd/prometheus"
 }
 
-build_image() {
-  local base context
-  base="$(docker image inspect -f '{{.Id}}' "${STATIC_BASE}")"
-  if [[ "$(docker image inspect -f '{{index .Config.Labels "emostream.base"}}' "${IMAGE}" \
-    2>/dev/null)" == "${base}" ]]; then
-    say "${IMAGE}: present"
-    return
-  fi
-  context="${CACHE}/images/prometheus"
-  rm -rf "${context}"
-  mkdir -p "${context}"
+build_prometheus_image() {
+  local context
+  context="$(context_dir prometheus)"
   cp "${OUT}/prometheus" "${context}/"
   # Upstream's layout: the binary in /bin, data in /prometheus, running as nobody.
   printf '%s\n' "FROM ${STATIC_BASE}" "COPY prometheus /bin/prometheus" 'USER 65534:65534' \
     'ENTRYPOINT ["/bin/prometheus"]' \
     'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]' \
     >"${context}/Dockerfile"
-  run_logged image-prometheus docker build --network none --label "emostream.base=${base}" \
-    -t "${IMAGE}" "${context}"
+  build_image "${IMAGE}" "${context}"
 }
 
 main() {
@@ -69,7 +60,7 @@ main() {
     run_logged "build-prometheus-${PROMETHEUS_VERSION}" build_binary
     touch "${OUT}/.complete"
   fi
-  build_image
+  build_prometheus_image
   say "Prometheus ${VERSION}: image ${IMAGE}"
 }
 

@@ -33,33 +33,12 @@ export GOMODCACHE="${CACHE}/go/mod" GOCACHE="${CACHE}/go/build" GOTOOLCHAIN=loca
 export GOFLAGS=-buildvcs=false GOPROXY="${GOPROXY:-https://proxy.golang.org}"
 export PATH="${BIN}/kind-${KIND_VERSION}:${BIN}/kubernetes-${KUBERNETES_VERSION}:${PATH}"
 
-STARTED=${SECONDS}
-STATUS=0
+# Build contexts of the images; IMAGES collects every image build_image made or found.
+CONTEXTS="${CACHE}/images"
+IMAGES=()
 
-say() { printf '[%5ds] %s\n' "$((SECONDS - STARTED))" "$*"; }
-die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
-
-# Run a command or function with its output in LOGS/NAME.log (and on the terminal with
-# VERBOSE=1); a failure shows the end of the log and stops the script. Each run prints its time.
-run_logged() {
-  local name=$1 started=${SECONDS}
-  shift
-  mkdir -p "${LOGS}"
-  set +e
-  if [[ "${VERBOSE:-0}" == 1 ]]; then
-    (set -e; "$@") 2>&1 | tee "${LOGS}/${name}.log"
-    STATUS=${PIPESTATUS[0]}
-  else
-    (set -e; "$@") >"${LOGS}/${name}.log" 2>&1
-    STATUS=$?
-  fi
-  set -e
-  if [[ "${STATUS}" != 0 ]]; then
-    [[ "${VERBOSE:-0}" == 1 ]] || tail -n 40 "${LOGS}/${name}.log" >&2
-    die "${name} failed after $((SECONDS - started))s; full log: ${LOGS}/${name}.log"
-  fi
-  say "${name}: done in $((SECONDS - started))s"
-}
+# shellcheck source=SCRIPTDIR/../../tools/steps.sh
+source "${ROOT}/tools/steps.sh"
 
 # Builds share two cores with everything else on the machine.
 nice_go() { nice -n 15 go "$@"; }
@@ -84,6 +63,37 @@ setsid dockerd >/tmp/dockerd.log 2>&1 &)"
 }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# build_image IMAGE CONTEXT [EXTRA_TAG ...]: build IMAGE from CONTEXT, a directory holding a
+# Dockerfile (written by the caller), unless IMAGE exists and was built from the same FROM image
+# and the same context (label emostream.inputs); the extra tags are added either way.
+build_image() {
+  local image=$1 context=$2 from inputs built
+  shift 2
+  IMAGES+=("${image}" "$@")
+  from="$(awk '/^FROM / { print $2; exit }' "${context}/Dockerfile")"
+  inputs="$(
+    [[ "${from}" == scratch ]] || docker image inspect -f '{{.Id}}' "${from}"
+    cd "${context}" && find . -type f -print0 | sort -z | xargs -0 sha256sum
+  )"
+  inputs="$(sha256sum <<<"${inputs}" | cut -c1-16)"
+  built="$(docker image inspect -f '{{index .Config.Labels "emostream.inputs"}}' "${image}" 2>/dev/null || true)"
+  if [[ "${built}" != "${inputs}" ]]; then
+    run_logged "image-$(basename "${context}")" docker build --network none \
+      --label "emostream.inputs=${inputs}" -t "${image}" "${context}"
+  else
+    say "${image}: present"
+  fi
+  local tag
+  for tag in "$@"; do docker tag "${image}" "${tag}"; done
+}
+
+# A fresh, empty build context CONTEXTS/NAME; prints its path.
+context_dir() {
+  rm -rf "${CONTEXTS:?}/$1"
+  mkdir -p "${CONTEXTS}/$1"
+  echo "${CONTEXTS}/$1"
+}
 
 # The images `kubeadm init` will run, as `kubeadm config images list` (offline) names them.
 kubeadm_images() {

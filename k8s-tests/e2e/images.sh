@@ -21,21 +21,10 @@ HERE="${ROOT}/k8s-tests/e2e"
 CONTEXT="${ROOT}/.emostream/e2e/kafka-context"
 BASE="${EMOSTREAM_IMAGE_BASE:-emostream/debian:bookworm}"
 CLUSTER="${KIND_CLUSTER:-emostream}"
+# shellcheck disable=SC2034  # read by tools/steps.sh
 LOGS="${ROOT}/.emostream/e2e/logs"
-START=${SECONDS}
-say() { printf '[%4ds] %s\n' "$((SECONDS - START))" "$*"; }
-
-# Run a command with its output in LOGS/NAME.log; on failure show the log's end and stop.
-logged() {
-  local name=$1
-  shift
-  mkdir -p "${LOGS}"
-  if ! "$@" >"${LOGS}/${name}.log" 2>&1; then
-    tail -n 30 "${LOGS}/${name}.log" >&2
-    echo "images.sh: '$*' failed; full log: ${LOGS}/${name}.log" >&2
-    exit 1
-  fi
-}
+# shellcheck source=SCRIPTDIR/../../tools/steps.sh
+source "${ROOT}/tools/steps.sh"
 
 # The broker jars of the local stack's Kafka version, fetched from Maven Central if not cached.
 jars="$("${ROOT}/.venv/bin/python" -c '
@@ -52,9 +41,9 @@ rm -rf "${CONTEXT}"
 mkdir -p "${CONTEXT}/libs"
 cp "${jars}"/*.jar "${CONTEXT}/libs/"
 cp "${HERE}"/kafka-image/{Dockerfile,kafka-start.sh,log4j2.properties} "${CONTEXT}/"
-logged e2e-kafka docker build --build-arg "BASE=${BASE}" -t "emostream/e2e-kafka:${kafka_version}" "${CONTEXT}"
+run_logged e2e-kafka docker build --build-arg "BASE=${BASE}" -t "emostream/e2e-kafka:${kafka_version}" "${CONTEXT}"
 say "building emostream/e2e-redis:bookworm"
-logged e2e-redis docker build --build-arg "BASE=${BASE}" -t emostream/e2e-redis:bookworm "${HERE}/redis-image"
+run_logged e2e-redis docker build --build-arg "BASE=${BASE}" -t emostream/e2e-redis:bookworm "${HERE}/redis-image"
 
 [[ "${1:-}" == --no-load ]] && exit 0
 kind="${KIND:-$(find "${ROOT}/.emostream/cluster/bin" -path '*/kind-*/kind' -type f 2>/dev/null | sort -V | tail -n 1)}"
@@ -62,15 +51,13 @@ kind="${kind:-kind}"
 for image in "emostream/e2e-kafka:${kafka_version}" emostream/e2e-redis:bookworm \
   "emostream/ingest:${version}" "emostream/fanout:${version}" "emostream/spark:${version}" \
   "emostream/loadgen:${version}"; do
-  say "kind load docker-image ${image}"
-  logged "load-${image//[\/:]/-}" "${kind}" load docker-image "${image}" --name "${CLUSTER}"
+  run_logged "load-${image//[\/:]/-}" "${kind}" load docker-image "${image}" --name "${CLUSTER}"
 done
 # Prometheus for the autoscaling test: built offline by k8s-tests/cluster/build-prometheus.sh;
 # where it was not built, the cluster pulls upstream's image of that name.
 prometheus="quay.io/prometheus/prometheus:$(sed -n 's/^PROMETHEUS_VERSION=//p' "${ROOT}/k8s-tests/cluster/versions.env")"
 if docker image inspect "${prometheus}" >/dev/null 2>&1; then
-  say "kind load docker-image ${prometheus}"
-  logged load-prometheus "${kind}" load docker-image "${prometheus}" --name "${CLUSTER}"
+  run_logged load-prometheus "${kind}" load docker-image "${prometheus}" --name "${CLUSTER}"
 else
   say "${prometheus} is not built here: the cluster pulls it"
 fi

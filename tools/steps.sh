@@ -1,0 +1,51 @@
+# shellcheck shell=bash disable=SC2034  # STATUS is read by the scripts sourcing this
+# Helpers shared by the build scripts (images/build.sh, k8s-tests/cluster/*.sh,
+# k8s-tests/e2e/images.sh): progress lines with the seconds since the script started, steps whose
+# output goes to a log, and the removal of a debootstrap tree. Sourced, never run; the script
+# sets LOGS, the directory for the steps' logs, before calling them.
+
+STARTED=${SECONDS}
+STATUS=0
+
+say() { printf '[%5ds] %s\n' "$((SECONDS - STARTED))" "$*"; }
+die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+
+# logged NAME COMMAND...: run a command or function with its output in LOGS/NAME.log (on the
+# terminal too with VERBOSE=1) and leave its exit status in STATUS. Call it as a plain
+# statement, never in a condition: bash would then disable `set -e` inside the functions it runs.
+logged() {
+  local name=$1
+  shift
+  mkdir -p "${LOGS}"
+  set +e
+  if [[ "${VERBOSE:-0}" == 1 ]]; then
+    (set -e; "$@") 2>&1 | tee "${LOGS}/${name}.log"
+    STATUS=${PIPESTATUS[0]}
+  else
+    (set -e; "$@") >"${LOGS}/${name}.log" 2>&1
+    STATUS=$?
+  fi
+  set -e
+}
+
+# run_logged NAME COMMAND...: as logged, but a failure shows the end of the log and stops the
+# script; a success prints how long the step took.
+run_logged() {
+  local name=$1 started=${SECONDS}
+  logged "$@"
+  if [[ "${STATUS}" != 0 ]]; then
+    [[ "${VERBOSE:-0}" == 1 ]] || tail -n 40 "${LOGS}/${name}.log" >&2
+    die "${name} failed after $((SECONDS - started))s; full log: ${LOGS}/${name}.log"
+  fi
+  say "${name}: done in $((SECONDS - started))s"
+}
+
+# remove_tree DIR: delete a root file system tree that debootstrap may have mounted /proc and
+# /sys inside; never delete through a mount.
+remove_tree() {
+  local dir=$1 mount
+  [[ -d "${dir}" ]] || return 0
+  while read -r mount; do umount -l "${mount}" 2>/dev/null || true; done \
+    < <(awk -v d="${dir}/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r)
+  rm -rf --one-file-system "${dir}"
+}
