@@ -177,11 +177,10 @@ spark_kafka_jars(Path(sys.argv[1]), sys.argv[2])
 # --- 3. images -----------------------------------------------------------------------------
 
 build() {
-  local name=$1 started=${SECONDS}
+  local name=$1
   shift
   say "building ${name}"
   run_logged "build-${name}" docker build "$@" "${CONTEXT}"
-  say "built ${name} in $((SECONDS - started))s"
 }
 
 check() {
