@@ -7,6 +7,7 @@ its own, so it never clashes with another directory's conftest).
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from kubernetes import client
@@ -72,6 +74,30 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(every_s)
+
+
+def open_sse_feeds(fanout_url: str, stream: str, count: int) -> list[socket.socket]:
+    """``count`` SSE requests for ``stream``, each answered 200 and left open, never read.
+
+    Each is one connection on fanout (its gauge, its autoscaler signal), and fanout writes every
+    swarm to each; the few kilobytes a test sends fit the sockets' buffers unread.
+    """
+    address = urlsplit(fanout_url)
+    request = (
+        f"GET /v1/streams/{stream}/events HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        "Accept: text/event-stream\r\n\r\n"
+    ).encode()
+    feeds = []
+    for _ in range(count):
+        feed = socket.create_connection((address.hostname, address.port), timeout=10)
+        feeds.append(feed)
+        feed.sendall(request)
+        head = feed.recv(4096)
+        if not head.startswith(b"HTTP/1.1 200"):
+            for f in feeds:
+                f.close()
+            raise AssertionError(f"fanout refused a feed: {head[:200]!r}")
+    return feeds
 
 
 class Progress:

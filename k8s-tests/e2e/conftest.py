@@ -6,7 +6,8 @@ two topics, then the chart itself (`helm install`, kafka.provider=external), and
 until every pod is ready, printing each change as it happens. Tests reach ingest and fanout
 through `kubectl port-forward` on 127.0.0.1. At the end the release is uninstalled and the
 namespace deleted, whatever the tests did; EMOSTREAM_E2E_KEEP=1 keeps both for a look. The
-autoscaling test also gets a Prometheus in the namespace (prometheus.yaml) for KEDA to query.
+autoscaling and observability tests also get a Prometheus in the namespace (prometheus.yaml),
+with the chart's alert rules, for KEDA and the tests to query.
 
 Environment: KUBECONFIG (required, else every test is skipped), HELM (default
 .emostream/bin/helm, else helm on PATH), KUBECTL (default kubectl), EMOSTREAM_E2E_READY_S (how
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from clusterlib import (
     CHART,
     CHART_VALUES,
@@ -103,10 +105,45 @@ def kafka(cluster: Cluster, progress: Progress) -> str:
     return f"kafka.{cluster.namespace}.svc:9092"
 
 
+def _chart_values(kafka: str) -> list[str]:
+    """The values every helm command of the run gives the chart."""
+    return [
+        *(arg for f in CHART_VALUES for arg in ("-f", str(f))),
+        "--set", f"fullnameOverride={FULLNAME}",
+        "--set", f"kafka.external.bootstrapServers={kafka}",
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
-def prometheus(cluster: Cluster, progress: Progress) -> str:
-    """Prometheus scraping the namespace (prometheus.yaml), for KEDA; returns its URL."""
+def alert_rules(cluster: Cluster, kafka: str) -> list[dict[str, Any]]:
+    """The rule groups of the chart's PrometheusRule, rendered for this install.
+
+    The Prometheus Operator is not installed, so the chart is rendered as if its API were
+    served (monitoring enabled, as in production), and the groups go to Prometheus as a file.
+    """
+    rendered = cluster.run(
+        "helm", "template", RELEASE, str(CHART), *_chart_values(kafka),
+        "--api-versions", "monitoring.coreos.com/v1", "--set", "monitoring.enabled=true",
+        "--show-only", "templates/monitoring/prometheusrule.yaml",
+    )  # fmt: skip
+    groups: list[dict[str, Any]] = yaml.safe_load(rendered)["spec"]["groups"]
+    return groups
+
+
+@pytest.fixture(scope="session")
+def prometheus(cluster: Cluster, alert_rules: list[dict[str, Any]], progress: Progress) -> str:
+    """Prometheus scraping the namespace with the chart's alert rules (prometheus.yaml).
+
+    Returns its address inside the cluster, the one KEDA is given.
+    """
     start = progress.elapsed()
+    rules = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "prometheus-rules"},
+        "data": {"emostream.yml": yaml.safe_dump({"groups": alert_rules})},
+    }
+    cluster.run("kubectl", "apply", "-f", "-", stdin=yaml.safe_dump(rules))
     manifest = (HERE / "prometheus.yaml").read_text()
     manifest = manifest.replace("PROMETHEUS_VERSION", prometheus_version())
     cluster.run("kubectl", "apply", "-f", "-", stdin=manifest)
@@ -116,18 +153,19 @@ def prometheus(cluster: Cluster, progress: Progress) -> str:
 
 
 @pytest.fixture(scope="session")
+def prometheus_url(cluster: Cluster, prometheus: str) -> Iterator[str]:
+    """http://127.0.0.1:<port> forwarded to Prometheus, for the tests' own queries."""
+    with PortForward(cluster.kubectl, cluster.namespace, "svc/prometheus", 9090, "/-/ready") as pf:
+        yield pf.url
+
+
+@pytest.fixture(scope="session")
 def release(cluster: Cluster, kafka: str, progress: Progress) -> Iterator[str]:
     """The chart installed into the run's namespace and ready; uninstalled at the end."""
     start = progress.elapsed()
-    args = [
-        "helm", "install", RELEASE, str(CHART),
-        *(arg for f in CHART_VALUES for arg in ("-f", str(f))),
-        "--set", f"fullnameOverride={FULLNAME}",
-        "--set", f"kafka.external.bootstrapServers={kafka}",
-    ]  # fmt: skip
     progress.say(f"helm install {RELEASE} (kind-values.yaml + e2e values.yaml)")
     try:
-        cluster.run(*args)
+        cluster.run("helm", "install", RELEASE, str(CHART), *_chart_values(kafka))
         cluster.wait_ready(float(os.environ.get("EMOSTREAM_E2E_READY_S", "600")))
         progress.mark("helm install to every pod ready", start)
         yield RELEASE

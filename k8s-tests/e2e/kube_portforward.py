@@ -21,10 +21,16 @@ def _free_port() -> int:
 
 
 class PortForward:
-    """Forward 127.0.0.1:<port> to ``target`` (e.g. svc/name) port ``remote`` in ``namespace``."""
+    """Forward 127.0.0.1:<port> to ``target`` (e.g. svc/name) port ``remote`` in ``namespace``.
 
-    def __init__(self, kubectl: str, namespace: str, target: str, remote: int) -> None:
+    Ready once ``health`` answers 200 through the forward.
+    """
+
+    def __init__(
+        self, kubectl: str, namespace: str, target: str, remote: int, health: str = "/healthz"
+    ) -> None:
         self.port = _free_port()
+        self._health = health
         self.url = f"http://127.0.0.1:{self.port}"
         self.restarts = 0
         self._cmd = [
@@ -47,7 +53,7 @@ class PortForward:
 
     def _answers(self) -> bool:
         try:
-            return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
+            return requests.get(f"{self.url}{self._health}", timeout=2).status_code == 200
         except requests.RequestException:
             return False
 

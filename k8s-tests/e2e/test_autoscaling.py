@@ -17,10 +17,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import pytest
-from clusterlib import CHART, FULLNAME, HERE, Cluster, Progress, wait_until
+from clusterlib import CHART, FULLNAME, HERE, Cluster, Progress, open_sse_feeds, wait_until
 
 from emostream.client import EmostreamClient
 
@@ -48,18 +47,8 @@ class Load:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def open_feeds(self, stream: str) -> None:
-        """FEEDS raw SSE requests, left open; each counts as one connection on fanout."""
-        address = urlsplit(self.fanout_url)
-        request = (
-            f"GET /v1/streams/{stream}/events HTTP/1.1\r\nHost: {address.netloc}\r\n"
-            "Accept: text/event-stream\r\n\r\n"
-        ).encode()
-        for _ in range(FEEDS):
-            feed = socket.create_connection((address.hostname, address.port), timeout=10)
-            feed.sendall(request)
-            head = feed.recv(4096)
-            assert head.startswith(b"HTTP/1.1 200"), f"fanout refused a feed: {head[:200]!r}"
-            self.feeds.append(feed)
+        """FEEDS SSE feeds, left open; each counts as one connection on fanout."""
+        self.feeds = open_sse_feeds(self.fanout_url, stream, FEEDS)
 
     def _post(self, stream: str, sender: int) -> None:
         interval = SENDERS / REQUESTS_PER_S

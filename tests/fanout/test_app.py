@@ -277,6 +277,7 @@ def test_health_ready_and_metrics(client: FlaskClient) -> None:
         "emostream_fanout_upstream_lag_messages",
         "emostream_fanout_upstream_last_swarm_lag_seconds",
         "emostream_fanout_write_failures_total",
+        'emostream_fanout_viewers_left_total{transport="ws"}',
         "emostream_fanout_presence_refresh_failures_total",
         "emostream_fanout_stream_subscriptions",
         "emostream_fanout_max_stream_viewers",

@@ -308,18 +308,51 @@ def sse_connections(base_url: str) -> int:
 TCP_REPAIR = 19
 
 
-def test_a_viewer_that_vanished_without_fin_is_noticed_by_the_heartbeat(
-    pair: Pair, stream: str
-) -> None:
-    """A viewer gone without closing (no FIN) is dropped when a heartbeat write fails."""
+def _open_raw_feed(base_url: str, stream: str) -> Any:
+    """An SSE request on a plain socket, read up to its retry frame."""
     import socket  # noqa: PLC0415
 
-    host, port = pair.a.removeprefix("http://").split(":")
-    before = metric(pair.a, 'emostream_fanout_write_failures_total{transport="sse"}')
-    open_before = sse_connections(pair.a)
+    host, port = base_url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=5)
     sock.sendall(f"GET /v1/streams/{stream}/events HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     assert b"retry:" in sock.recv(4096) or b"retry:" in sock.recv(4096)
+    return sock
+
+
+def _ends(base_url: str) -> tuple[float, float]:
+    """The SSE feeds ended so far by a viewer leaving, and by a failed write."""
+    left = metric(base_url, 'emostream_fanout_viewers_left_total{transport="sse"}')
+    failed = metric(base_url, 'emostream_fanout_write_failures_total{transport="sse"}')
+    return left, failed
+
+
+def test_a_viewer_that_closes_is_counted_as_leaving_not_as_a_failure(
+    pair: Pair, stream: str
+) -> None:
+    """A viewer closing its connection ends its feed at the next write, counted as churn."""
+    left_before, failed_before = _ends(pair.a)
+    open_before = sse_connections(pair.a)
+    sock = _open_raw_feed(pair.a, stream)
+    wait_until(lambda: sse_connections(pair.a) == open_before + 1, "viewer registered", 5)
+    sock.close()
+    # Heartbeats every second: the first meets the closed socket (RST back), the next fails.
+    wait_until(lambda: sse_connections(pair.a) == open_before, "the closed feed ended", 10)
+    assert _ends(pair.a) == (left_before + 1, failed_before)
+
+
+def test_a_viewer_that_vanished_without_fin_is_noticed_by_the_heartbeat(
+    pair: Pair, stream: str
+) -> None:
+    """A viewer gone without closing (no FIN) is dropped when a heartbeat write fails.
+
+    Its host still answers (with a reset), so the feed counts as left; a host gone entirely
+    ends it by TCP_USER_TIMEOUT, a failed write (the stalled-viewer test covers timeouts).
+    """
+    import socket  # noqa: PLC0415
+
+    left_before, failed_before = _ends(pair.a)
+    open_before = sse_connections(pair.a)
+    sock = _open_raw_feed(pair.a, stream)
     wait_until(lambda: sse_connections(pair.a) == open_before + 1, "viewer registered", 5)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
@@ -329,4 +362,4 @@ def test_a_viewer_that_vanished_without_fin_is_noticed_by_the_heartbeat(
     sock.close()  # in repair mode: the server is not told
     # Heartbeats every second: the first goes out, the peer's kernel answers RST, the next fails.
     wait_until(lambda: sse_connections(pair.a) == open_before, "the vanished viewer dropped", 10)
-    assert metric(pair.a, 'emostream_fanout_write_failures_total{transport="sse"}') > before
+    assert _ends(pair.a) == (left_before + 1, failed_before)

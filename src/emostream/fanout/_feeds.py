@@ -92,15 +92,30 @@ def sse_body(runtime: FanoutRuntime, sub: Subscription, sock: Any | None) -> Ite
             last_write = time.monotonic()
     except SubscriptionClosedError as exc:
         reason = exc.reason
-    except GeneratorExit:
-        # The server stopped asking for chunks: a write failed or timed out.
-        runtime.metrics.write_failures.labels("sse").inc()
-        reason = "write failed"
+    except GeneratorExit as stop:
+        # The server stopped asking for chunks because a write failed; the error it met is
+        # the context of this exit (gunicorn closes the body while that error propagates).
+        reason = _count_write_error(runtime, "sse", stop.__context__)
         raise
     finally:
         sub.close()
         _set_send_timeout(sock, old_timeout)
         log.debug("feed ended", extra={"stream_id": sub.stream_id, "reason": reason})
+
+
+def _count_write_error(runtime: FanoutRuntime, transport: str, error: BaseException | None) -> str:
+    """Count a feed ended by a failed write, and return the reason it ended.
+
+    A reset or broken pipe means the viewer closed its end (a tab closed with data unread, a
+    client gone while its host still answers): churn, counted apart so that alerts on
+    failures do not fire when viewers leave. A timeout (the viewer stopped reading, or its
+    host vanished and TCP_USER_TIMEOUT gave up) or any other error is a failed write.
+    """
+    if isinstance(error, (ConnectionResetError, BrokenPipeError)):
+        runtime.metrics.viewers_left.labels(transport).inc()
+        return "viewer left"
+    runtime.metrics.write_failures.labels(transport).inc()
+    return "write failed"
 
 
 def sse_closed(sub: Subscription, sock: Any | None) -> None:
@@ -194,10 +209,10 @@ def websocket_feed(runtime: FanoutRuntime, sub: Subscription, environ: dict[str,
     except SubscriptionClosedError as exc:
         reason = exc.reason
     except ConnectionClosed:
-        reason = "disconnected"
-    except OSError:
-        runtime.metrics.write_failures.labels("ws").inc()
-        reason = "write failed"
+        runtime.metrics.viewers_left.labels("ws").inc()
+        reason = "viewer left"
+    except OSError as exc:
+        reason = _count_write_error(runtime, "ws", exc)
     finally:
         sub.close()
         with suppress(ConnectionClosed, OSError):

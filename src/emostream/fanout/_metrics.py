@@ -129,8 +129,15 @@ class FanoutMetrics:
         # Counted as it happens.
         self.write_failures = Counter(
             "emostream_fanout_write_failures",
-            "Feeds ended because a write to the viewer failed or timed out (the viewer vanished "
-            "or stopped reading), by transport.",
+            "Feeds ended because a write to the viewer timed out or failed other than by the "
+            "viewer closing (it stopped reading, or its host vanished), by transport.",
+            ["transport"],
+            registry=r,
+        )
+        self.viewers_left = Counter(
+            "emostream_fanout_viewers_left",
+            "Feeds ended by the viewer closing its connection (a WebSocket close, or a write "
+            "meeting its reset), by transport: ordinary churn, not a failure.",
             ["transport"],
             registry=r,
         )
@@ -279,6 +286,7 @@ class FanoutMetrics:
             self.delivery_lag.labels(transport)
             self.event_to_viewer.labels(transport)
             self.write_failures.labels(transport)
+            self.viewers_left.labels(transport)
             self.connections.labels(transport)
             self._slow.declare(transport)
             for reason in END_REASONS:
