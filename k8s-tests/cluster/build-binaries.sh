@@ -16,22 +16,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ONLY=()
 
-# Skip a component whose directory is complete, or that is not among ONLY; otherwise build it
-# and mark it complete.
+# Build a component (build_once), unless ONLY names others.
 component() {
-  local name=$1 function=$2 out="${BIN}/$1"
-  if [[ ${#ONLY[@]} -gt 0 && " ${ONLY[*]} " != *" ${name%-*} "* ]]; then
+  if [[ ${#ONLY[@]} -gt 0 && " ${ONLY[*]} " != *" ${1%-*} "* ]]; then
     return
   fi
-  if [[ -e "${out}/.complete" ]]; then
-    say "${name}: present"
-    return
-  fi
-  rm -rf "${out}"
-  mkdir -p "${out}"
-  say "${name}: building"
-  run_logged "build-${name}" "${function}" "${out}"
-  touch "${out}/.complete"
+  build_once "$@"
 }
 
 build_kind() {

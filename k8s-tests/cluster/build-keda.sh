@@ -76,15 +76,8 @@ render_manifest() {
 main() {
   need_docker
   image_exists "${STATIC_BASE}" || die "run build-images.sh first"
-  if [[ -e "${OUT}/.complete" ]]; then
-    say "keda ${KEDA_VERSION} binaries: present"
-  else
-    rm -rf "${OUT}"
-    mkdir -p "${OUT}"
-    say "keda ${KEDA_VERSION}: building (cold: many cloud SDK modules)"
-    run_logged "build-keda-${KEDA_VERSION}" build_binaries
-    touch "${OUT}/.complete"
-  fi
+  # Cold, this compiles many cloud SDK modules: about half an hour on two cores.
+  build_once "keda-${KEDA_VERSION}" build_binaries
   build_images
   run_logged keda-manifest render_manifest
   say "KEDA ${VERSION}: images built, manifest ${MANIFEST}"

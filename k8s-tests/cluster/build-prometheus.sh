@@ -51,15 +51,8 @@ build_prometheus_image() {
 main() {
   need_docker
   image_exists "${STATIC_BASE}" || die "run build-images.sh first"
-  if [[ -e "${OUT}/.complete" ]]; then
-    say "prometheus ${PROMETHEUS_VERSION} binary: present"
-  else
-    rm -rf "${OUT}"
-    mkdir -p "${OUT}"
-    say "prometheus ${PROMETHEUS_VERSION} (module ${MODULE_VERSION}): building (cold: every service discovery's SDK)"
-    run_logged "build-prometheus-${PROMETHEUS_VERSION}" build_binary
-    touch "${OUT}/.complete"
-  fi
+  # Cold, this compiles every service discovery's SDK (minutes when KEDA's modules are cached).
+  build_once "prometheus-${PROMETHEUS_VERSION}" build_binary
   build_prometheus_image
   say "Prometheus ${VERSION}: image ${IMAGE}"
 }

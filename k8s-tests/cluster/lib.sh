@@ -40,6 +40,21 @@ IMAGES=()
 # shellcheck source=SCRIPTDIR/../../tools/steps.sh
 source "${ROOT}/tools/steps.sh"
 
+# build_once NAME FUNCTION: run FUNCTION with the directory BIN/NAME (logged as build-NAME),
+# unless that directory holds a completed build already.
+build_once() {
+  local name=$1 function=$2 out="${BIN}/$1"
+  if [[ -e "${out}/.complete" ]]; then
+    say "${name}: present"
+    return
+  fi
+  rm -rf "${out}"
+  mkdir -p "${out}"
+  say "${name}: building"
+  run_logged "build-${name}" "${function}" "${out}"
+  touch "${out}/.complete"
+}
+
 # Builds share two cores with everything else on the machine.
 nice_go() { nice -n 15 go "$@"; }
 
