@@ -326,6 +326,11 @@ class Viewers:
             self._conns.append(ours)
             self._procs.append(proc)
 
+    @property
+    def pids(self) -> list[int]:
+        """The client processes' ids, for their CPU time."""
+        return [proc.pid for proc in self._procs]
+
     def __enter__(self) -> "Viewers":
         return self
 

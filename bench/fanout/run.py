@@ -199,6 +199,7 @@ class Row:
     rss: int
     idle_rss: int
     cpu_s: float
+    client_cpu_s: float
 
     @property
     def per_s(self) -> float:
@@ -230,13 +231,14 @@ class Row:
             f" {quantile(0.99):>7} {quantile(1.0):>7}"
             f" {self.rss / 2**20:>8,.0f} {self.kib_per_connection:>8.1f}"
             f" {self.cpu_s / self.duration_s:>5.0%} {cpu_us:>6.0f}"
+            f" {self.client_cpu_s / self.duration_s:>7.0%}"
         )
 
 
 HEADER = (
     f"{'server':<10} {'target':>7} {'held':>7} {'refusd':>6} {'failed':>6} {'drop':>5}"
     f" {'deliv/s':>10} {'timed':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
-    f" {'RSS MiB':>8} {'KiB/conn':>8} {'CPU':>5} {'us/dlv':>6}"
+    f" {'RSS MiB':>8} {'KiB/conn':>8} {'CPU':>5} {'us/dlv':>6} {'cli CPU':>7}"
 )
 
 
@@ -279,12 +281,14 @@ def _measure_step(
     time.sleep(o.settle_s)
     pids = process_tree(server.pid)
     cpu0 = cpu_seconds(pids)
+    client_cpu0 = cpu_seconds(viewers.pids)
     since = now_ms() + 50
     until = since + int(o.duration_s * 1000)
     viewers.measure(since, until)
     time.sleep(o.duration_s + 0.05)
     pids = process_tree(server.pid)
     cpu = cpu_seconds(pids) - cpu0
+    client_cpu = cpu_seconds(viewers.pids) - client_cpu0
     rss = rss_bytes(pids)
     time.sleep(o.grace_s)
     counts = viewers.collect()
@@ -300,6 +304,7 @@ def _measure_step(
         rss=rss,
         idle_rss=idle_rss,
         cpu_s=cpu,
+        client_cpu_s=client_cpu,
     )
 
 
@@ -430,7 +435,8 @@ def _report(o: Options, rows: list[Row]) -> None:
         f"share of the swarms published in the window that arrived within {o.grace_s:g} s after "
         f"it (p50/p99/max are theirs; '>' where too many came later); KiB/conn = (RSS - idle "
         f"RSS) / held; CPU = server process tree, share of one core, and CPU us per delivery; "
-        f"load average now "
+        f"cli CPU = the client processes, share of one core (they share the machine's "
+        f"{os.cpu_count()} cores with the server); load average now "
         f"{os.getloadavg()[0]:.2f}"
     )
     _say(HEADER)
