@@ -26,7 +26,6 @@ CONTEXT="${CACHE}/context"
 ALL_ROLES=(ingest fanout loadgen spark)
 LOCAL_BASE="emostream/debian:bookworm"
 BASE_IMAGE="${EMOSTREAM_IMAGE_BASE:-${LOCAL_BASE}}"
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 ROOTFS_TAR="${CACHE}/debian-bookworm-minbase.tar"
 # shellcheck source=SCRIPTDIR/../tools/steps.sh
 source "${ROOT}/tools/steps.sh"
@@ -59,42 +58,6 @@ pyspark_pin() {
 }
 
 # --- 1. the Debian base image --------------------------------------------------------------
-
-# Trim a fresh debootstrap tree to what an image needs, with security updates applied.
-slim_rootfs() {
-  local rootfs=$1
-  cat >"${rootfs}/etc/apt/sources.list" <<EOF
-deb ${MIRROR} bookworm main
-deb ${MIRROR} bookworm-updates main
-deb ${MIRROR%/debian}/debian-security bookworm-security main
-EOF
-  chroot "${rootfs}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive chroot "${rootfs}" apt-get -y -qq upgrade
-  # Later installs in images skip documentation, manuals and translations (copyrights stay).
-  cat >"${rootfs}/etc/dpkg/dpkg.cfg.d/01-emostream-slim" <<'EOF'
-path-exclude /usr/share/doc/*
-path-include /usr/share/doc/*/copyright
-path-exclude /usr/share/man/*
-path-exclude /usr/share/info/*
-path-exclude /usr/share/locale/*
-path-exclude /usr/share/lintian/*
-EOF
-  # No package caches or translated descriptions in image layers.
-  cat >"${rootfs}/etc/apt/apt.conf.d/01-emostream-slim" <<'EOF'
-Acquire::Languages "none";
-Dir::Cache::pkgcache "";
-Dir::Cache::srcpkgcache "";
-APT::Keep-Downloaded-Packages "false";
-EOF
-  chroot "${rootfs}" apt-get clean
-  find "${rootfs}/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
-  find "${rootfs}/usr/share/doc" -mindepth 1 -depth -type d -empty -delete
-  rm -rf "${rootfs}"/usr/share/{man,info,locale,lintian}/* \
-    "${rootfs}"/var/lib/apt/lists/* "${rootfs}"/var/cache/apt/* \
-    "${rootfs}"/var/log/*.log "${rootfs}"/var/log/apt/* "${rootfs}"/var/cache/debconf/*-old \
-    "${rootfs}/etc/resolv.conf"
-  : >"${rootfs}/etc/hostname"
-}
 
 make_rootfs_tarball() {
   need debootstrap debootstrap

@@ -18,25 +18,6 @@ ROOTFS="${CACHE}/rootfs"
 NODE_PACKAGES=systemd,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,bash,ca-certificates,curl,jq,procps,containernetworking-plugins
 NET_PACKAGES=iptables,nftables,conntrack,ipset
 
-# Security updates, then no apt lists, caches or documentation in the image.
-update_and_trim() {
-  local tree=$1
-  cat >"${tree}/etc/apt/sources.list" <<SOURCES
-deb ${MIRROR} bookworm main
-deb ${MIRROR} bookworm-updates main
-deb ${MIRROR%/debian}/debian-security bookworm-security main
-SOURCES
-  chroot "${tree}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive chroot "${tree}" apt-get -y -qq upgrade
-  chroot "${tree}" apt-get clean
-  find "${tree}/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
-  find "${tree}/usr/share/doc" -mindepth 1 -depth -type d -empty -delete
-  rm -rf "${tree}"/usr/share/{man,info,locale,lintian}/* "${tree}"/var/lib/apt/lists/* \
-    "${tree}"/var/cache/apt/* "${tree}"/var/log/*.log "${tree}"/var/log/apt/* \
-    "${tree}/etc/resolv.conf"
-  : >"${tree}/etc/hostname"
-}
-
 # What kind's images/base/Dockerfile does to debian:bookworm-slim, minus the downloads: the
 # containerd, runc and CNI binaries are added by build-images.sh on top of this tree.
 configure_node_tree() {
@@ -80,7 +61,7 @@ make_tarball() {
   work="$(mktemp -d "${ROOTFS}/tree.XXXXXX")"
   trap 'remove_tree "'"${work}"'"' EXIT
   debootstrap --variant=minbase --include="${include}" bookworm "${work}/rootfs" "${MIRROR}"
-  update_and_trim "${work}/rootfs"
+  slim_rootfs "${work}/rootfs"
   [[ -z "${configure}" ]] || "${configure}" "${work}/rootfs"
   tar --numeric-owner -C "${work}/rootfs" -cf "${tarball}.part" .
   mv "${tarball}.part" "${tarball}"

@@ -19,7 +19,6 @@ CACHE="${EMOSTREAM_CLUSTER_CACHE:-${ROOT}/.emostream/cluster}"
 BIN="${CACHE}/bin"
 SRC="${CACHE}/src"
 LOGS="${CACHE}/logs"
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 CLUSTER_NAME="${EMOSTREAM_CLUSTER_NAME:-emostream}"
 KUBECONFIG_FILE="${CACHE}/kubeconfig"
 # shellcheck source=versions.env
