@@ -6,7 +6,7 @@ reads ``os.environ``. Complex values (the emoji valence map) are given as JSON.
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emostream.common.emoji import DEFAULT_VALENCE
@@ -46,3 +46,21 @@ class CommonSettings(BaseSettings):
     def emojis(self) -> tuple[str, ...]:
         """The accepted emojis in their configured order."""
         return tuple(self.emoji_valence)
+
+
+class ServerSettings(CommonSettings):
+    """Settings of a role served by gunicorn with several worker processes (ingest, fanout)."""
+
+    # metrics_dir comes from prometheus_client's own variable; in code it is set by name.
+    model_config = SettingsConfigDict(**CommonSettings.model_config, validate_by_name=True)
+
+    metrics_dir: str | None = Field(
+        None,
+        # prometheus_client reads this variable itself when it is imported; reading the same one
+        # here keeps the app's idea of the mode and the library's the same.
+        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR"),
+        description="PROMETHEUS_MULTIPROC_DIR: where each worker process keeps its metrics "
+        "(prometheus_client's multiprocess mode), so /metrics covers every worker. "
+        "gunicorn_conf makes a fresh directory when it is unset; an app without it (tests) keeps "
+        "its metrics in memory.",
+    )

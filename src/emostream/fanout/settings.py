@@ -1,9 +1,8 @@
 """Settings of the fanout service, read once from ``EMOSTREAM_*`` environment variables."""
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, model_validator
 
-from emostream.common.settings import CommonSettings
+from emostream.common.settings import ServerSettings
 
 #: How long gunicorn keeps an idle HTTP connection open for a next request (read by
 #: gunicorn_conf). Kept short: feeds hold their own connections, and a stopping worker waits
@@ -14,10 +13,8 @@ KEEPALIVE_S = 2
 DRAIN_MARGIN_S = KEEPALIVE_S + 2.0
 
 
-class FanoutSettings(CommonSettings):
+class FanoutSettings(ServerSettings):
     """Delivery pacing, per-connection limits, the replay window and server sizing of fanout."""
-
-    model_config = SettingsConfigDict(**CommonSettings.model_config, validate_by_name=True)
 
     # Delivery.
     heartbeat_s: float = Field(
@@ -126,18 +123,6 @@ class FanoutSettings(CommonSettings):
         ge=1,
         description="Tokens expiring further ahead than this are refused, so a leaked token "
         "cannot be valid for long even if it was minted with a long lifetime.",
-    )
-
-    # Metrics of several worker processes.
-    metrics_dir: str | None = Field(
-        None,
-        # prometheus_client reads this variable itself when it is imported; reading the same one
-        # here keeps the app's idea of the mode and the library's the same.
-        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR"),
-        description="PROMETHEUS_MULTIPROC_DIR: where each worker process keeps its metrics "
-        "(prometheus_client's multiprocess mode), so /metrics covers every worker. "
-        "gunicorn_conf makes a fresh directory when it is unset; an app without it (tests) keeps "
-        "its metrics in memory.",
     )
 
     # Latest snapshot for new viewers when the replay buffer has none.

@@ -2,19 +2,15 @@
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, model_validator
 
-from emostream.common.settings import CommonSettings
+from emostream.common.settings import ServerSettings
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
 
-class IngestSettings(CommonSettings):
+class IngestSettings(ServerSettings):
     """Request limits, event-time bounds, Kafka producer tuning and server sizing of ingest."""
-
-    # metrics_dir comes from prometheus_client's own variable; in code it is set by name.
-    model_config = SettingsConfigDict(**CommonSettings.model_config, validate_by_name=True)
 
     # Request limits.
     max_body_bytes: int = Field(
@@ -126,18 +122,6 @@ class IngestSettings(CommonSettings):
         10.0,
         ge=0,
         description="How long a stopping worker waits for queued events to reach Kafka.",
-    )
-
-    # Metrics of several worker processes.
-    metrics_dir: str | None = Field(
-        None,
-        # prometheus_client reads this variable itself when it is imported; reading the same one
-        # here keeps the app's idea of the mode and the library's the same.
-        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR"),
-        description="PROMETHEUS_MULTIPROC_DIR: where each worker process keeps its metrics "
-        "(prometheus_client's multiprocess mode), so /metrics covers every worker. "
-        "gunicorn_conf makes a fresh directory when it is unset; an app without it (tests) keeps "
-        "its metrics in memory.",
     )
 
     # Server sizing, read by gunicorn_conf.
