@@ -133,13 +133,13 @@ def _wait_for(
     def done() -> bool:
         if load is not None:
             load.check()
-        for tier in TIERS:
+        for tier in (t for t in TIERS if t not in reached):
             now = _replicas(cluster, tier)
             if seen.get(tier, (-1, -1, ""))[:2] != now[:2]:
                 progress.say(f"  {tier}: {now[0]} ready, HPA wants {now[1]} (per pod: {now[2]})")
             seen[tier] = now
             pods = len(cluster.get("pods", "-l", f"app.kubernetes.io/component={tier}")["items"])
-            if now[0] == want and now[1] == want and pods == want and tier not in reached:
+            if now[0] == want and now[1] == want and pods == want:
                 reached[tier] = progress.elapsed() - start
         return len(reached) == len(TIERS)
 
