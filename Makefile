@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-system-deps: ## install Java 17, Maven, Redis, wrk and headless Chromium from Debian packages if missing
+system-deps: ## install Java 17, Maven, Redis, wrk, shellcheck and headless Chromium from Debian packages if missing
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
@@ -20,6 +20,7 @@ system-deps: ## install Java 17, Maven, Redis, wrk and headless Chromium from De
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing="$$missing fonts-noto-color-emoji"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing (run: sudo apt-get install -y$$missing)"; exit 1; fi; \
@@ -63,9 +64,12 @@ listen: venv ## print the swarms of STREAM (default: default)
 tools: ## build helm, kubeconform and promqlcheck at pinned versions into .emostream/bin/
 	tools/install-tools.sh
 
-lint: venv ## ruff lint and format check
+# Every shell script: the *.sh files and the extension-less ones that start with a shell's #!.
+SHELL_SCRIPTS = $(shell { git ls-files '*.sh'; git grep -lE '^\#!(/usr/bin/env |/bin/)(ba)?sh'; } | sort -u)
+lint: system-deps venv ## ruff lint and format check, shellcheck on every shell script
 	$(BIN)/ruff check src tests spark-jobs bench k8s-tests tools
 	$(BIN)/ruff format --check src tests spark-jobs bench k8s-tests tools
+	shellcheck --external-sources --source-path=SCRIPTDIR $(SHELL_SCRIPTS)
 
 typecheck: venv ## mypy --strict on src/
 	$(BIN)/mypy

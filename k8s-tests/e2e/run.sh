@@ -28,6 +28,7 @@ step() {
   ROWS+=("${name}"$'\t'"$((SECONDS - started)) s")
 }
 
+# shellcheck disable=SC2317  # run through step, which shellcheck cannot follow
 keda() { "${CLUSTER}/build-keda.sh" && "${CLUSTER}/install-keda.sh"; }
 
 mkdir -p "${RESULTS}"

@@ -6,7 +6,9 @@ import os
 import shutil
 import sys
 
+from emostream.common import endpoints
 from emostream.common.errors import EmostreamError
+from emostream.common.events import DEFAULT_STREAM_ID
 from emostream.common.logging import configure_logging
 
 
@@ -58,8 +60,8 @@ def _listen(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from emostream.fanout._tokens import mint_token  # noqa: PLC0415
     from emostream.fanout.settings import FanoutSettings  # noqa: PLC0415
+    from emostream.fanout.tokens import mint_token  # noqa: PLC0415
 
     secret = FanoutSettings().viewer_token_secret
     if secret is None:
@@ -80,15 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     stack.set_defaults(func=_stack)
 
     gen = sub.add_parser("generate", help="send simulated viewers' reactions")
-    gen.add_argument("--ingest-url", default="http://127.0.0.1:8000")
-    gen.add_argument("--streams", default="default", help="comma-separated stream ids")
+    gen.add_argument("--ingest-url", default=endpoints.INGEST_URL)
+    gen.add_argument("--streams", default=DEFAULT_STREAM_ID, help="comma-separated stream ids")
     gen.add_argument("--rate", type=float, default=200.0, help="reactions per second")
     gen.add_argument("--duration", type=float, default=0.0, help="seconds; 0 runs until Ctrl-C")
     gen.set_defaults(func=_generate)
 
     listen = sub.add_parser("listen", help="print a stream's swarms as they arrive")
     listen.add_argument("stream")
-    listen.add_argument("--fanout-url", default="http://127.0.0.1:8080")
+    listen.add_argument("--fanout-url", default=endpoints.FANOUT_URL)
     listen.set_defaults(func=_listen)
 
     token = sub.add_parser(

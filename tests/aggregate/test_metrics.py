@@ -6,8 +6,8 @@ from typing import Any
 import orjson
 from prometheus_client import REGISTRY
 
-from emostream.aggregate.metrics import ProgressListener, late_events, records_behind
-from emostream.aggregate.transforms import INPUT_METRICS
+from emostream.aggregate._metrics import ProgressListener, late_events, records_behind
+from emostream.aggregate._transforms import INPUT_METRICS
 from emostream.common.events import iso_utc
 
 T0 = 1_764_000_000_000

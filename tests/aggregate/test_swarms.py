@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from emostream.aggregate.swarms import swarm_message
-from emostream.aggregate.transforms import count_column
+from emostream.aggregate._swarms import swarm_message
+from emostream.aggregate._transforms import count_column
 from emostream.common.emoji import DEFAULT_VALENCE
 
 EMOJIS = ("❤️", "😂", "😡")

@@ -4,7 +4,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from emostream.aggregate.transforms import (
+from emostream.aggregate._transforms import (
     bound_event_times,
     count_column,
     decode_reactions,

@@ -3,8 +3,8 @@
 import pytest
 from pyspark.sql import SparkSession
 
+from emostream.aggregate._warmup import WARM_UP_QUERY, warm_up
 from emostream.aggregate.settings import AggregateSettings
-from emostream.aggregate.warmup import WARM_UP_QUERY, warm_up
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from confluent_kafka import Producer
 from simple_websocket import Client as WebSocketClient
 from simple_websocket import ConnectionError as WebSocketConnectionError
 
-from emostream.fanout._tokens import mint_token
+from emostream.fanout.tokens import mint_token
 from emostream.localstack.process import ProcessDir
 from tests.conftest import Topics, wait_until
 from tests.fanout.live import RawFeed, metric, produce, start_fanout

@@ -6,9 +6,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from emostream.cli import main
-from emostream.fanout._tokens import TokenError, mint_token, verify_token
 from emostream.fanout.app import create_app, runtime_of
 from emostream.fanout.settings import FanoutSettings
+from emostream.fanout.tokens import TokenError, mint_token, verify_token
 
 SECRET = b"test-secret-of-this-site"
 NOW = 1_800_000_000

@@ -24,7 +24,7 @@ from confluent_kafka import Producer
 
 from emostream.client import SSEParser
 from emostream.common.events import encode_json
-from emostream.fanout._tokens import mint_token
+from emostream.fanout.tokens import mint_token
 from emostream.localstack import checks
 from emostream.localstack.process import ProcessDir
 from emostream.localstack.stack import gunicorn_command

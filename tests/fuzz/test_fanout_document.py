@@ -6,7 +6,7 @@ import orjson
 import schemathesis
 
 from emostream import __version__
-from emostream.fanout._swarm import STREAM_ID_RE
+from emostream.common.events import STREAM_ID_RE
 from emostream.fanout.app import create_app
 from emostream.fanout.settings import FanoutSettings
 from tests.fuzz.conftest import FANOUT_OPENAPI

@@ -13,13 +13,11 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emostream.fanout._tokens import mint_token
-from emostream.localstack import checks
+from emostream.fanout.tokens import mint_token
 from emostream.localstack.process import ProcessDir
-from emostream.localstack.stack import gunicorn_command
-from tests.conftest import ROOT, free_port, wait_until
 from tests.fuzz._checks import problem_errors
 from tests.fuzz.conftest import FUZZ_EXAMPLES, REQUEST_TIMEOUT_S
+from tests.support.servers import start_role
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +30,8 @@ QUERY_TEXT = st.text(max_size=80)
 @pytest.fixture(scope="module")
 def guarded_url(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
     """A fanout server whose feeds need a viewer token."""
-    port = free_port()
     env = {**service_env, "EMOSTREAM_HEARTBEAT_S": "1", "EMOSTREAM_VIEWER_TOKEN_SECRET": SECRET}
-    processes.start("fanout-fuzz-tokens", gunicorn_command("fanout", port, "gevent"), env, ROOT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: checks.http_ok(f"{url}/readyz"), "fanout server with viewer tokens", 60)
-    yield url
+    yield start_role(processes, "fanout-fuzz-tokens", "fanout", "gevent", env)
     processes.stop("fanout-fuzz-tokens", grace_s=10)
 
 

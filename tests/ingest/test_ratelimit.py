@@ -90,7 +90,7 @@ def test_redis_down_fails_open_counted_logged_and_recovers(
     url = f"redis://127.0.0.1:{port}/0"
     cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
     limiter, metrics = _limiter(
-        url, key_prefix, rate_limit_per_s=1, rate_limit_burst=1, redis_retry_s=0.3
+        url, key_prefix, rate_limit_per_s=1, rate_limit_burst=1, rate_limit_retry_s=0.3
     )
     with caplog.at_level(logging.INFO, logger="emostream.ingest._ratelimit"):
         # Redis is not there yet: fail open, fast.

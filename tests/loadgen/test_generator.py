@@ -3,8 +3,8 @@
 import random
 
 from emostream.common.emoji import DEFAULT_VALENCE
+from emostream.loadgen._traffic import reaction, zipf_weights
 from emostream.loadgen.generator import BASE_WEIGHTS, BURST_FACTOR, Audience
-from emostream.loadgen.traffic import reaction, zipf_weights
 
 
 def test_every_generated_emoji_is_accepted_by_default() -> None:

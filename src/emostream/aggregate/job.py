@@ -15,11 +15,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
 from emostream.aggregate._checkpoint import Checkpoint, is_local
-from emostream.aggregate.metrics import BacklogProbe, ProgressListener, serve_metrics
+from emostream.aggregate._metrics import BacklogProbe, ProgressListener, serve_metrics
+from emostream.aggregate._sink import SwarmSink
+from emostream.aggregate._transforms import swarm_updates
+from emostream.aggregate._warmup import warm_up
 from emostream.aggregate.settings import AggregateSettings
-from emostream.aggregate.sink import SwarmSink
-from emostream.aggregate.transforms import swarm_updates
-from emostream.aggregate.warmup import warm_up
 from emostream.common.logging import configure_logging
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def start_query(spark: SparkSession, settings: AggregateSettings) -> StreamingQu
         settings.emojis,
         window_s=settings.window_s,
         watermark_s=settings.watermark_s,
-        max_future_skew_s=settings.max_future_skew_s,
+        max_future_skew_s=settings.window_future_skew_s,
     )
     query = (
         updates.writeStream.queryName(settings.query_name)

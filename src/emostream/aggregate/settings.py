@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from emostream.common import endpoints
 from emostream.common.settings import CommonSettings
 
 
@@ -32,7 +33,7 @@ class AggregateSettings(CommonSettings):
     )
     window_s: float = Field(2.0, gt=0, description="Tumbling event-time window length.")
     watermark_s: float = Field(2.0, ge=0, description="How late an event may be and still count.")
-    max_future_skew_s: float = Field(
+    window_future_skew_s: float = Field(
         1.0,
         ge=0,
         description="An event time this far ahead of its receive time is replaced by the "
@@ -59,7 +60,9 @@ class AggregateSettings(CommonSettings):
         pattern=r"^(earliest|latest)$",
         description="Where a query without a checkpoint starts; earliest loses nothing.",
     )
-    metrics_port: int = Field(9108, ge=1, le=65535, description="Prometheus endpoint port.")
+    metrics_port: int = Field(
+        endpoints.AGGREGATE_METRICS_PORT, ge=1, le=65535, description="Prometheus endpoint port."
+    )
     backlog_probe_s: float = Field(
         5.0,
         gt=0,

@@ -23,6 +23,8 @@ from emostream.client.errors import (
     RequestRejectedError,
     ServiceUnavailableError,
 )
+from emostream.common import endpoints
+from emostream.common.events import SwarmMessage
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,8 @@ class EmostreamClient:
 
     def __init__(
         self,
-        ingest_url: str = "http://127.0.0.1:8000",
-        fanout_url: str = "http://127.0.0.1:8080",
+        ingest_url: str = endpoints.INGEST_URL,
+        fanout_url: str = endpoints.FANOUT_URL,
         *,
         timeout_s: float = 10.0,
         max_retries: int = 3,
@@ -126,7 +128,7 @@ class EmostreamClient:
         timeout: float = 45.0,
         *,
         max_failures: int | None = 10,
-    ) -> Generator[dict[str, Any], None, None]:
+    ) -> Generator[SwarmMessage, None, None]:
         """Yield the swarms of ``stream_id`` from the SSE feed, forever (break out, or ``close()``).
 
         Without ``last_event_id`` the feed starts with the stream's latest swarm; with it, with
@@ -179,7 +181,7 @@ class EmostreamClient:
 
 
 def listen(
-    stream_id: str, fanout_url: str = "http://127.0.0.1:8080", out: TextIO | None = None
+    stream_id: str, fanout_url: str = endpoints.FANOUT_URL, out: TextIO | None = None
 ) -> None:
     """Write each swarm of ``stream_id`` to ``out`` (stdout) as one JSON line, until interrupted.
 
@@ -205,7 +207,7 @@ class _FeedState:
     retry_s: float = _DEFAULT_RETRY_MS / 1000
 
 
-def _read_feed(resp: requests.Response, feed: _FeedState) -> Iterator[dict[str, Any]]:
+def _read_feed(resp: requests.Response, feed: _FeedState) -> Iterator[SwarmMessage]:
     """The swarms of one open feed, skipping any id not after the last one yielded."""
     parser = SSEParser()
     for chunk in _chunks(resp):
@@ -214,7 +216,7 @@ def _read_feed(resp: requests.Response, feed: _FeedState) -> Iterator[dict[str, 
                 continue
             if event.id and feed.last_id and event.id <= feed.last_id:
                 continue  # ids only move forward: never yield one twice
-            swarm: dict[str, Any] = orjson.loads(event.data)
+            swarm: SwarmMessage = orjson.loads(event.data)
             feed.last_id = event.id or feed.last_id
             yield swarm
         if parser.retry_ms is not None:

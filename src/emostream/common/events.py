@@ -4,11 +4,18 @@ Both are compact JSON (orjson). Times on the wire are epoch milliseconds, except
 window bounds of a swarm, which are ISO 8601 UTC strings.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import orjson
+
+#: Stream ids as every route accepts them, and as Kafka and Redis keys carry them: 1 to 64
+#: ASCII letters, digits, ``_`` and ``-`` (no ``.``, so a viewer token's message is unambiguous).
+STREAM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: The stream of a reaction that names none (the original clients' ``/send_emoji``).
+DEFAULT_STREAM_ID = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,27 @@ class Reaction:
         """Parse a Kafka message value written by :meth:`encode`."""
         d = orjson.loads(value)
         return cls(d["id"], d["stream_id"], d["user_id"], d["emoji"], d["ts"], d["rts"])
+
+
+class SwarmMessage(TypedDict):
+    """A swarm on the ``swarms`` topic (and in Redis's latest snapshot), as the aggregation
+    writes it; fanout adds ``viewers`` before a viewer reads it over SSE or WebSocket.
+
+    ``counts`` are the window's running totals so far, ``swarm`` the scaled emoji counts, the
+    window bounds ISO 8601 UTC strings, and the ``*_ms``/``emitted_at`` times epoch milliseconds.
+    """
+
+    id: str
+    stream_id: str
+    window_start: str
+    window_end: str
+    counts: dict[str, int]
+    swarm: dict[str, int]
+    sentiment: float | None
+    first_receive_ms: int
+    last_receive_ms: int
+    emitted_at: int
+    viewers: NotRequired[int]
 
 
 def swarm_id(batch_id: int, window_start_ms: int, epoch_ms: int = 0) -> str:

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from emostream.common import endpoints
 from emostream.common.emoji import DEFAULT_VALENCE
 
 TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
@@ -20,9 +21,9 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EMOSTREAM_", extra="ignore", frozen=True)
 
     kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:9092", description="Comma-separated Kafka bootstrap servers."
+        endpoints.KAFKA_BOOTSTRAP_SERVERS, description="Comma-separated Kafka bootstrap servers."
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL.")
+    redis_url: str = Field(endpoints.REDIS_URL, description="Redis connection URL.")
     reactions_topic: TopicName = "reactions"
     swarms_topic: TopicName = "swarms"
     emoji_valence: dict[str, float] = Field(

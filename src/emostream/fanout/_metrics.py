@@ -9,11 +9,9 @@ as they happen. What the feeds, the hub, the consumer and presence count (messag
 connections, drops, consumed messages) is copied into the metrics by :meth:`FanoutMetrics.sync`,
 at each scrape and every presence period.
 
-Under gunicorn, ``gunicorn_conf`` points prometheus_client at a directory (its multiprocess
-mode) before anything imports it: each worker writes its values to its own files there and
-``/metrics`` adds up the files of every worker, so a scrape of any worker reports the whole
-pod (other workers' state values are at most one presence period old). Without the directory
-(an app made in a test), the metrics live in a registry per app, so each test sees only its own.
+Under gunicorn, a scrape of any worker reports the whole pod
+(:class:`~emostream.common.metrics.ServerMetrics`); other workers' state values are at most one
+presence period old.
 
 Per-stream series are left out on purpose: stream ids are unbounded and come and go, and in
 multiprocess mode a series once written can never be removed, so a label per stream would grow
@@ -24,18 +22,9 @@ totals and the largest stream.
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    values,
-)
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import Counter, Gauge, Histogram
 
-from emostream.common.errors import ConfigurationError
+from emostream.common.metrics import ServerMetrics
 from emostream.fanout._hub import TRANSPORTS, Hub
 from emostream.fanout._presence import PresenceStats
 from emostream.fanout._upstream import UpstreamStats
@@ -78,34 +67,28 @@ class _CounterMirror:
             self._seen[labels] = total
 
 
-class FanoutMetrics:
-    """The ``emostream_fanout_*`` metrics and how to expose them.
+class FanoutMetrics(ServerMetrics):
+    """The ``emostream_fanout_*`` metrics.
 
     ``multiprocess_dir`` is the directory of prometheus_client's multiprocess mode (it must be
     in the environment before prometheus_client is imported; gunicorn_conf sees to that).
     """
 
     def __init__(self, multiprocess_dir: str | None = None) -> None:
-        if multiprocess_dir is not None and values.ValueClass is values.MutexValue:
-            raise ConfigurationError(
-                "a metrics directory is set but prometheus_client was imported without "
-                "PROMETHEUS_MULTIPROC_DIR, so workers would keep their metrics to themselves; "
-                "serve with -c python:emostream.fanout.gunicorn_conf"
-            )
-        self._multiprocess_dir = multiprocess_dir
+        super().__init__(multiprocess_dir, "fanout")
         self._sources: StateSources | None = None
-        self.registry = r = CollectorRegistry()
+        r = self.registry
+
+        def mirror(name: str, documentation: str, labels: tuple[str, ...] = ()) -> _CounterMirror:
+            return _CounterMirror(Counter(name, documentation, labels, registry=r))
 
         #: Swarms written to viewers by this worker, by transport; the feeds add to it and
         #: sync() copies it into ``emostream_fanout_messages_sent_total``.
         self.delivered: dict[str, int] = dict.fromkeys(TRANSPORTS, 0)
-        self._sent = _CounterMirror(
-            Counter(
-                "emostream_fanout_messages_sent",
-                "Swarms written to viewers, by transport.",
-                ["transport"],
-                registry=r,
-            )
+        self._sent = mirror(
+            "emostream_fanout_messages_sent",
+            "Swarms written to viewers, by transport.",
+            ("transport",),
         )
         # Observed on the sampled connections, at each write.
         self.delivery_lag = Histogram(
@@ -200,86 +183,53 @@ class FanoutMetrics:
             registry=r,
             multiprocess_mode="livemax",
         )
-        self._slow = _CounterMirror(
-            Counter(
-                "emostream_fanout_slow_client_disconnects",
-                "Connections closed because their queue overflowed, by transport.",
-                ["transport"],
-                registry=r,
-            )
+        self._slow = mirror(
+            "emostream_fanout_slow_client_disconnects",
+            "Connections closed because their queue overflowed, by transport.",
+            ("transport",),
         )
-        self._ended = _CounterMirror(
-            Counter(
-                "emostream_fanout_feeds_ended",
-                "Feeds ended, by transport and reason (overflow: too slow; drain: SIGTERM; "
-                "shutdown: worker stopped; closed: the viewer left or its write failed).",
-                ["transport", "reason"],
-                registry=r,
-            )
+        self._ended = mirror(
+            "emostream_fanout_feeds_ended",
+            "Feeds ended, by transport and reason (overflow: too slow; drain: SIGTERM; "
+            "shutdown: worker stopped; closed: the viewer left or its write failed).",
+            ("transport", "reason"),
         )
-        self._rejected = _CounterMirror(
-            Counter(
-                "emostream_fanout_rejected_connections",
-                "Connections answered 503 because the worker was full or draining.",
-                registry=r,
-            )
+        self._rejected = mirror(
+            "emostream_fanout_rejected_connections",
+            "Connections answered 503 because the worker was full or draining.",
         )
-        self._published = _CounterMirror(
-            Counter(
-                "emostream_fanout_swarms_published",
-                "Distinct swarms put in replay buffers and offered to viewers.",
-                registry=r,
-            )
+        self._published = mirror(
+            "emostream_fanout_swarms_published",
+            "Distinct swarms put in replay buffers and offered to viewers.",
         )
-        self._duplicates = _CounterMirror(
-            Counter(
-                "emostream_fanout_upstream_duplicates",
-                "Swarms dropped because their id was already delivered (replayed micro-batches).",
-                registry=r,
-            )
+        self._duplicates = mirror(
+            "emostream_fanout_upstream_duplicates",
+            "Swarms dropped because their id was already delivered (replayed micro-batches).",
         )
-        self._stale = _CounterMirror(
-            Counter(
-                "emostream_fanout_upstream_stale",
-                "Swarms dropped because their id is older than the stream's latest micro-batch.",
-                registry=r,
-            )
+        self._stale = mirror(
+            "emostream_fanout_upstream_stale",
+            "Swarms dropped because their id is older than the stream's latest micro-batch.",
         )
-        self._consumed = _CounterMirror(
-            Counter(
-                "emostream_fanout_upstream_messages_consumed",
-                "Messages read from the swarms topic.",
-                registry=r,
-            )
+        self._consumed = mirror(
+            "emostream_fanout_upstream_messages_consumed",
+            "Messages read from the swarms topic.",
         )
-        self._invalid = _CounterMirror(
-            Counter(
-                "emostream_fanout_upstream_invalid",
-                "Messages of the swarms topic skipped as malformed.",
-                registry=r,
-            )
+        self._invalid = mirror(
+            "emostream_fanout_upstream_invalid",
+            "Messages of the swarms topic skipped as malformed.",
         )
-        self._restarts = _CounterMirror(
-            Counter(
-                "emostream_fanout_upstream_restarts",
-                "Times the swarm consumer was recreated after a failure.",
-                registry=r,
-            )
+        self._restarts = mirror(
+            "emostream_fanout_upstream_restarts",
+            "Times the swarm consumer was recreated after a failure.",
         )
-        self._presence_refreshes = _CounterMirror(
-            Counter(
-                "emostream_fanout_presence_refreshes",
-                "Viewer counts reported to and read back from Redis.",
-                registry=r,
-            )
+        self._presence_refreshes = mirror(
+            "emostream_fanout_presence_refreshes",
+            "Viewer counts reported to and read back from Redis.",
         )
-        self._presence_failures = _CounterMirror(
-            Counter(
-                "emostream_fanout_presence_refresh_failures",
-                "Presence refreshes that failed (Redis unreachable or slow); feeds go on with "
-                "the last known counts.",
-                registry=r,
-            )
+        self._presence_failures = mirror(
+            "emostream_fanout_presence_refresh_failures",
+            "Presence refreshes that failed (Redis unreachable or slow); feeds go on with "
+            "the last known counts.",
         )
         for transport in TRANSPORTS:
             self._sent.declare(transport)
@@ -336,10 +286,6 @@ class FanoutMetrics:
             self.max_stream_viewers.set(max(hub.viewer_counts().values(), default=0))
 
     def exposition(self) -> tuple[bytes, str]:
-        """The metrics (of every worker, in multiprocess mode) in the Prometheus text format."""
+        """The worker's state, synced first, and every worker's metrics in the text format."""
         self.sync()
-        if self._multiprocess_dir is None:
-            return generate_latest(self.registry), CONTENT_TYPE_LATEST
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return super().exposition()

@@ -2,13 +2,22 @@
 
 Nothing here touches the network when it is created: gunicorn imports and builds the app in
 each worker after forking, and the consumer and the maintenance loop (presence refresh, metric
-files) start on :meth:`FanoutRuntime.start` (called by the ``post_worker_init`` hook, and by
-any request as a fallback), never at import time.
+files) start on :meth:`FanoutRuntime.start` (called through :meth:`FanoutRuntime.serve_worker`
+by the ``post_worker_init`` hook, and by any request as a fallback), never at import time.
+
+Shutdown: SIGTERM (gunicorn's master forwards its own to every worker) starts a drain instead
+of gunicorn's immediate stop: the worker keeps accepting, but answers new feeds and ``/readyz``
+503 with Retry-After, and ends its open feeds one by one at random moments over ``drain_s``, so
+viewers reconnect (with Last-Event-ID) to other pods spread over that period. Then the worker
+withdraws its presence, stops its consumer and stops as gunicorn would. Settings validation
+keeps ``drain_s`` plus a margin within ``graceful_timeout``, after which the master kills.
+SIGINT and SIGQUIT still stop at once (every feed closed immediately).
 """
 
 import itertools
 import logging
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -96,6 +105,38 @@ class FanoutRuntime:
                     target=self._maintain, name="emostream-fanout-maintenance", daemon=True
                 )
                 self._maintenance.start()
+
+    def serve_worker(self, worker: Any) -> None:
+        """Run in a gunicorn gevent worker (``post_worker_init``): start, and drain on SIGTERM.
+
+        ``worker`` is gunicorn's worker object: clearing its ``alive`` flag is how the drain hands
+        over to gunicorn's own stop (close the listener, wait for requests).
+        """
+        import gevent  # noqa: PLC0415 - only a worker process (after patching) needs it
+
+        self.start()
+
+        def drain_then_stop() -> None:
+            try:
+                self.drain(self.settings.drain_s)
+                self.shutdown()
+            finally:
+                worker.alive = False
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            # A signal handler must not block: the drain runs in its own greenlet, once.
+            if not self.draining:
+                self.draining = True
+                gevent.spawn(drain_then_stop)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+        def close_feeds_on_exit() -> None:
+            while worker.alive:
+                gevent.sleep(0.25)
+            self.shutdown()
+
+        gevent.spawn(close_feeds_on_exit)
 
     def sample_latency(self, transport: str) -> bool:
         """Whether the feed starting now times its writes: the worker's first of ``transport``,

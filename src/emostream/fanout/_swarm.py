@@ -7,10 +7,9 @@ from typing import Any
 import orjson
 
 from emostream.common.errors import InvalidEventError
+from emostream.common.events import STREAM_ID_RE
 from emostream.fanout._sse import event_frame
 
-#: Stream ids as the public routes accept them (and as Kafka keys and Redis keys carry them).
-STREAM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Swarm ids are short printable tokens; the aggregation's are ``<batch>-<window start>``.
 _SWARM_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 

@@ -9,15 +9,14 @@ and a 2xx is sent only after the producer took every event.
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from emostream.common.events import encode_json, now_ms
-from emostream.ingest._metrics import IngestMetrics
-from emostream.ingest._problems import (
+from emostream.common.problems import (
     INVALID_REACTIONS,
     KAFKA_BACKPRESSURE,
     KAFKA_UNAVAILABLE,
@@ -25,8 +24,8 @@ from emostream.ingest._problems import (
     HttpProblemError,
     from_http_exception,
 )
-from emostream.ingest._producer import EnqueueError, QueueFullError, ReactionSink
-from emostream.ingest._ratelimit import Verdict
+from emostream.ingest._producer import EnqueueError, QueueFullError
+from emostream.ingest._runtime import IngestRuntime
 from emostream.ingest._validation import (
     EventRules,
     InvalidReactionsError,
@@ -35,7 +34,6 @@ from emostream.ingest._validation import (
     parse_stream_reactions,
 )
 from emostream.ingest.openapi import openapi_document
-from emostream.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +41,14 @@ SEND_EMOJI_REPLY = encode_json({"status": "Emoji data received"})
 
 
 class IngestApi:
-    """Route handlers bound to one app's settings, metrics and sink."""
+    """Route handlers bound to one worker's runtime (settings, metrics, sink, rate limit)."""
 
-    def __init__(
-        self,
-        settings: IngestSettings,
-        metrics: IngestMetrics,
-        sink: ReactionSink,
-        limiter: "RateLimit",
-    ) -> None:
-        self._settings = settings
+    def __init__(self, runtime: IngestRuntime) -> None:
+        settings = self._settings = runtime.settings
         self._rules = EventRules.from_settings(settings)
-        self._metrics = metrics
-        self._sink = sink
-        self._limiter = limiter
+        self._metrics = runtime.metrics
+        self._sink = runtime.sink
+        self._limiter = runtime.limiter
         self._openapi = encode_json(openapi_document(settings))
         # Label lookups cost more than the increments; each (route, method, status) is few.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -222,7 +214,11 @@ class IngestApi:
         return problem.to_response()
 
     def _on_http_exception(self, error: HTTPException) -> Response:
-        return self._on_problem(from_http_exception(error))
+        problem = from_http_exception(error)
+        if problem.status == 413:
+            # A chunked body over the limit, stopped by Werkzeug while reading: refused events.
+            problem.reason = "too_large"
+        return self._on_problem(problem)
 
     def _on_unexpected(self, error: Exception) -> Response:
         log.error("unexpected error", extra={"path": request.path}, exc_info=error)
@@ -249,16 +245,6 @@ class IngestApi:
         if started is not None:
             children[1].observe(time.perf_counter() - started)
         return response
-
-
-class RateLimit(Protocol):
-    """What the routes need of the rate limiter (:class:`RateLimiter`, or a stand-in in tests)."""
-
-    def acquire(self, users: dict[str, int]) -> Verdict:
-        """Charge the reactions of each user; the verdict says whether all fit."""
-
-    def retry_after_header(self, verdict: Verdict) -> str:
-        """The Retry-After value of a refused request."""
 
 
 def _invalid(error: InvalidReactionsError, events: int) -> HttpProblemError:

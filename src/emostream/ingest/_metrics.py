@@ -2,27 +2,13 @@
 
 Ingest scales on its own load signal, so the request and event counters here are what an
 autoscaler and the Grafana dashboard read, and they must cover every worker process, not just
-the one that happens to answer a scrape. Under gunicorn they do: ``gunicorn_conf`` points
-prometheus_client at a directory (its multiprocess mode) before anything imports it, each worker
-writes its values to its own memory-mapped files there, and ``/metrics`` adds up the files of
-every worker (gauges of live workers only: the master marks a dead worker's files).
-
-Without that directory (an app made in a test), the metrics live in a registry per app, so each
-test sees only its own counts.
+the one that happens to answer a scrape: :class:`~emostream.common.metrics.ServerMetrics` sees
+to that.
 """
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    values,
-)
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import Counter, Gauge, Histogram
 
-from emostream.common.errors import ConfigurationError
+from emostream.common.metrics import ServerMetrics
 
 #: Values of the ``reason`` label of rejected events, declared up front so rates start at zero.
 REJECT_REASONS = (
@@ -46,23 +32,15 @@ UNCHECKED_REASONS = ("redis_error", "redis_backoff")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class IngestMetrics:
-    """The ``emostream_ingest_*`` metrics and how to expose them.
+class IngestMetrics(ServerMetrics):
+    """The ``emostream_ingest_*`` metrics.
 
     ``multiprocess_dir`` is the directory prometheus_client's multiprocess mode uses (it must be
     set in the environment before prometheus_client is imported; gunicorn_conf does that).
     """
 
     def __init__(self, multiprocess_dir: str | None = None) -> None:
-        if multiprocess_dir is not None and values.ValueClass is values.MutexValue:
-            raise ConfigurationError(
-                "a metrics directory is set but prometheus_client was imported without "
-                "PROMETHEUS_MULTIPROC_DIR, so workers would keep their metrics to themselves; "
-                "serve with -c python:emostream.ingest.gunicorn_conf"
-            )
-        self._multiprocess_dir = multiprocess_dir
-        # In multiprocess mode values go to files whatever the registry; none is needed.
-        self.registry = CollectorRegistry()
+        super().__init__(multiprocess_dir, "ingest")
         r = self.registry
         self.requests = Counter(
             "emostream_ingest_requests",
@@ -135,11 +113,3 @@ class IngestMetrics:
             self.unchecked.labels(reason)
         # The usual way an accepted event is lost (Kafka away longer than the delivery timeout).
         self.delivery_errors.labels("_MSG_TIMED_OUT")
-
-    def exposition(self) -> tuple[bytes, str]:
-        """The metrics (of every worker, in multiprocess mode) in the Prometheus text format."""
-        if self._multiprocess_dir is None:
-            return generate_latest(self.registry), CONTENT_TYPE_LATEST
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -21,7 +21,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,8 +34,6 @@ from emostream.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
-#: Producers of this process, so the gunicorn shutdown hooks can flush them all.
-_LIVE: "weakref.WeakSet[ReactionProducer]" = weakref.WeakSet()
 #: Clients inherited over fork() or broken by a fatal error. Kept referenced on purpose:
 #: destroying a client whose threads are gone can block the process forever.
 _ABANDONED: list[Producer] = []
@@ -104,7 +101,6 @@ class ReactionProducer:
         self._ready: tuple[float, Readiness] | None = None
         self._delivery_log = _Throttle(10.0)
         self._error_log = _Throttle(10.0)
-        _LIVE.add(self)
 
     def config(self) -> dict[str, Any]:
         """The librdkafka configuration, callbacks included."""
@@ -371,18 +367,6 @@ class _Client:
         while not self._stop.is_set():
             self.producer.poll(0.2)
             self._metrics.queue_depth.set(len(self.producer))
-
-
-def flush_all(timeout_s: float) -> int:
-    """Flush every producer of this process within ``timeout_s`` in all; return events left.
-
-    Called by the gunicorn worker shutdown hooks so SIGTERM loses no accepted event.
-    """
-    deadline = time.monotonic() + timeout_s
-    remaining = 0
-    for producer in list(_LIVE):
-        remaining += producer.flush(max(0.0, deadline - time.monotonic()))
-    return remaining
 
 
 class _Throttle:

@@ -86,12 +86,12 @@ ALLOWED = Verdict(True)
 class RateLimiter:
     """Charges each request's reactions to their users' buckets in Redis.
 
-    Fails open: when Redis does not answer within ``redis_timeout_s`` the request goes through
-    unchecked, counted in ``emostream_ingest_rate_limit_unchecked_requests_total`` and logged
-    (once per outage), and for ``redis_retry_s`` afterwards requests skip Redis altogether, so an
-    outage adds no latency. Why open: the limit protects against a runaway client, while Kafka's
-    bounded queue (503) still protects the pipeline; failing closed would turn a Redis outage
-    into an outage of every reaction, the product itself.
+    Fails open: when Redis does not answer within ``rate_limit_timeout_s`` the request goes
+    through unchecked, counted in ``emostream_ingest_rate_limit_unchecked_requests_total`` and
+    logged (once per outage), and for ``rate_limit_retry_s`` afterwards requests skip Redis
+    altogether, so an outage adds no latency. Why open: the limit protects against a runaway
+    client, while Kafka's bounded queue (503) still protects the pipeline; failing closed would
+    turn a Redis outage into an outage of every reaction, the product itself.
     """
 
     def __init__(self, settings: IngestSettings, metrics: IngestMetrics) -> None:
@@ -105,14 +105,14 @@ class RateLimiter:
         # socket is opened until a request needs one.
         self._pool = redis.ConnectionPool.from_url(
             settings.redis_url,
-            socket_timeout=settings.redis_timeout_s,
-            socket_connect_timeout=settings.redis_timeout_s,
+            socket_timeout=settings.rate_limit_timeout_s,
+            socket_connect_timeout=settings.rate_limit_timeout_s,
             # No retries: a failed round trip fails open at once.
             retry=Retry(NoBackoff(), 0),
         )
         self._sha = hashlib.sha1(GCRA_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis's name
         self._local = threading.local()
-        self._retry_s = settings.redis_retry_s
+        self._retry_s = settings.rate_limit_retry_s
         self._skip_until = 0.0
         self._down = False
 

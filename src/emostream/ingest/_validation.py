@@ -24,10 +24,9 @@ import orjson
 
 from emostream.common.emoji import VARIATION_SELECTOR_16, normalise_emoji
 from emostream.common.errors import InvalidEventError
-from emostream.common.events import Reaction
+from emostream.common.events import DEFAULT_STREAM_ID, STREAM_ID_RE, Reaction
 from emostream.ingest.settings import IngestSettings
 
-DEFAULT_STREAM_ID = "default"
 MAX_USER_ID_CHARS = 128
 #: JSON integers ingest reads exactly (orjson's range); a longer one arrives as a float.
 MIN_JSON_INT = -(2**63)
@@ -44,7 +43,6 @@ MAX_EMOJI_CHARS = 16
 #: Field errors listed in one reply; a 500-item batch of garbage needs no 500-line answer.
 MAX_REPORTED_ERRORS = 20
 
-_STREAM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NUMERIC = re.compile(r"[0-9]{1,20}(\.[0-9]{1,9})?")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -207,8 +205,8 @@ def parse_emoji(value: object, known: Mapping[str, float]) -> str:
 
 def parse_stream_id(value: object) -> str:
     """A stream id: 1 to 64 of ASCII letters, digits, ``_`` and ``-``."""
-    if not isinstance(value, str) or _STREAM_ID.fullmatch(value) is None:
-        raise InvalidEventError("stream_id", "must match ^[A-Za-z0-9_-]{1,64}$")
+    if not isinstance(value, str) or STREAM_ID_RE.fullmatch(value) is None:
+        raise InvalidEventError("stream_id", f"must match {STREAM_ID_RE.pattern}")
     return value
 
 

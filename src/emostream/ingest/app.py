@@ -1,4 +1,5 @@
-"""The ingest app factory, served as ``gunicorn 'emostream.ingest.app:create_app()'``.
+"""The ingest app factory, served as ``gunicorn -c python:emostream.ingest.gunicorn_conf
+'emostream.ingest.app:create_app()'``.
 
 Routes (see :mod:`emostream.ingest.openapi` for the full contract):
 
@@ -14,11 +15,11 @@ import logging
 
 from flask import Flask
 
+from emostream.common import apps
 from emostream.common.logging import configure_logging
-from emostream.ingest._api import IngestApi, RateLimit
-from emostream.ingest._metrics import IngestMetrics
-from emostream.ingest._producer import ReactionProducer, ReactionSink
-from emostream.ingest._ratelimit import RateLimiter
+from emostream.ingest._api import IngestApi
+from emostream.ingest._producer import ReactionSink
+from emostream.ingest._runtime import IngestRuntime, RateLimit
 from emostream.ingest.settings import IngestSettings
 
 
@@ -42,16 +43,12 @@ def create_app(
     # Werkzeug stops reading a body sent without Content-Length (chunked) at this size, silently;
     # one byte over the limit lets the route tell "exactly at the limit" from "too large".
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    metrics = IngestMetrics(settings.metrics_dir)
-    if sink is None:
-        sink = ReactionProducer(settings, metrics)
-    if limiter is None:
-        limiter = RateLimiter(settings, metrics)
-    IngestApi(settings, metrics, sink, limiter).register(app)
-    app.extensions["emostream.ingest"] = {
-        "settings": settings,
-        "metrics": metrics,
-        "sink": sink,
-        "limiter": limiter,
-    }
+    runtime = IngestRuntime(settings, sink=sink, limiter=limiter)
+    IngestApi(runtime).register(app)
+    apps.attach_runtime(app, runtime)
     return app
+
+
+def runtime_of(app: Flask) -> IngestRuntime:
+    """The worker state of an app made by :func:`create_app`."""
+    return apps.runtime_of(app, IngestRuntime)

@@ -9,7 +9,8 @@ from typing import Any
 
 from emostream import __version__
 from emostream.common.emoji import VARIATION_SELECTOR_16
-from emostream.ingest._problems import (
+from emostream.common.events import DEFAULT_STREAM_ID, STREAM_ID_RE
+from emostream.common.problems import (
     BLANK,
     INVALID_REACTIONS,
     KAFKA_BACKPRESSURE,
@@ -208,7 +209,7 @@ def _schemas(emojis: list[str], aliases: list[str]) -> dict[str, Any]:
                 {"type": "string", "format": "date-time"},
             ],
         },
-        "StreamId": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        "StreamId": {"type": "string", "pattern": STREAM_ID_RE.pattern},
         "SendEmoji": {
             "type": "object",
             "required": ["user_id", "emoji_type", "timestamp"],
@@ -218,8 +219,8 @@ def _schemas(emojis: list[str], aliases: list[str]) -> dict[str, Any]:
                 "timestamp": _ref("Timestamp"),
                 "stream_id": {
                     "oneOf": [_ref("StreamId"), {"type": "null"}],
-                    "default": "default",
-                    "description": "Absent or null means the stream `default`.",
+                    "default": DEFAULT_STREAM_ID,
+                    "description": f"Absent or null means the stream `{DEFAULT_STREAM_ID}`.",
                 },
             },
         },

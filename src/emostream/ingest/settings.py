@@ -97,14 +97,14 @@ class IngestSettings(ServerSettings):
         min_length=1,
         description="Prefix of the per-user Redis keys.",
     )
-    redis_timeout_s: float = Field(
+    rate_limit_timeout_s: float = Field(
         0.05,
         gt=0,
         le=5,
         description="Time limit of one rate-limit round trip (connect or answer); past it the "
         "request goes through unchecked.",
     )
-    redis_retry_s: float = Field(
+    rate_limit_retry_s: float = Field(
         1.0,
         ge=0,
         description="After Redis failed, how long requests skip the rate limit (unchecked) before "

@@ -15,8 +15,8 @@ from locust import FastHttpUser, User, between, constant_pacing, task
 from emostream.client import EmostreamClient
 from emostream.common.errors import EmostreamError
 from emostream.common.events import now_ms
+from emostream.loadgen._traffic import reaction, zipf_weights
 from emostream.loadgen.settings import LoadSettings
-from emostream.loadgen.traffic import reaction, zipf_weights
 
 SETTINGS = LoadSettings()
 STREAMS = [f"stream-{k}" for k in range(SETTINGS.load_streams)]

@@ -2,7 +2,7 @@
 
 Everything lands in one directory per run (``reports/load-<UTC time>/`` by default): Locust's
 HTML report, its CSVs (with the full per-request history) and the PNG plots of
-:mod:`emostream.loadgen.report`. Locust's own periodic statistics are the progress output.
+:mod:`emostream.loadgen._report`. Locust's own periodic statistics are the progress output.
 """
 
 import argparse
@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from emostream.loadgen import report
+from emostream.common import endpoints
+from emostream.loadgen._report import plot
 
 CSV_PREFIX = "locust"
 #: By path, not imported: importing Locust monkey-patches the importing process for gevent.
@@ -22,9 +23,9 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The run's size and targets; the audience's shape comes from ``LoadSettings``."""
     parser = argparse.ArgumentParser(prog="python -m emostream.loadgen", description=__doc__)
-    parser.add_argument("--host", default="http://127.0.0.1:8000", help="ingest base URL")
+    parser.add_argument("--host", default=endpoints.INGEST_URL, help="ingest base URL")
     parser.add_argument(
-        "--fanout-url", default="http://127.0.0.1:8080", help="fanout base URL (viewers)"
+        "--fanout-url", default=endpoints.FANOUT_URL, help="fanout base URL (viewers)"
     )
     parser.add_argument("--users", type=int, default=100, help="simulated users at full load")
     parser.add_argument("--spawn-rate", type=float, default=10, help="users started per second")
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if not history.exists():
         print(f"load: Locust wrote no history ({history}); see its output above", file=sys.stderr)
         return code or 1
-    for path in report.plot(history, out):
+    for path in plot(history, out):
         print(f"load: wrote {path}")
     print(f"load: report {out / 'report.html'}")
     return code

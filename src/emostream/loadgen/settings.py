@@ -2,13 +2,14 @@
 
 from pydantic import Field
 
+from emostream.common import endpoints
 from emostream.common.settings import CommonSettings
 
 
 class LoadSettings(CommonSettings):
     """Who the simulated audience is: how many streams, how skewed, how big the batches."""
 
-    fanout_url: str = Field("http://127.0.0.1:8080", description="Where viewers listen.")
+    fanout_url: str = Field(endpoints.FANOUT_URL, description="Where viewers listen.")
     load_streams: int = Field(20, ge=1, description="Number of live streams (stream-0 ...).")
     load_zipf_s: float = Field(
         1.1, ge=0, description="Popularity skew: stream k gets weight 1 / (k + 1) ** s."

@@ -1,4 +1,7 @@
-"""Prometheus metrics of a gunicorn server with several workers: one directory they all write.
+"""What the gunicorn configurations of ingest and fanout share: settings, hooks, metrics directory.
+
+:func:`server_config` gives the settings and hooks both services use; each ``gunicorn_conf``
+adds its worker model.
 
 prometheus_client's multiprocess mode has every worker write its metrics to files in one
 directory, so a scrape answered by any worker reports them all. The library chooses that mode
@@ -13,7 +16,48 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from emostream.common.logging import gunicorn_logconfig
+
+#: Seconds a worker may be silent before the master kills it (gunicorn's default).
+WORKER_TIMEOUT_S = 30
+
+
+class GunicornSized(Protocol):
+    """The settings of a role served by gunicorn that size and log its server."""
+
+    @property
+    def metrics_dir(self) -> str | None: ...
+    @property
+    def log_level(self) -> str: ...
+    @property
+    def workers(self) -> int: ...
+    @property
+    def graceful_timeout_s(self) -> int: ...
+
+
+def server_config(settings: GunicornSized, role: str, *, access_log_level: str) -> dict[str, Any]:
+    """The gunicorn settings both services share, as ``gunicorn_conf`` module globals.
+
+    Creates the metrics directory (and sets ``PROMETHEUS_MULTIPROC_DIR``), so it must run
+    before anything imports prometheus_client.
+    """
+    metrics = MultiprocessMetrics(settings.metrics_dir, role)
+    return {
+        "metrics_dir": metrics.dir,
+        "workers": settings.workers,
+        "graceful_timeout": settings.graceful_timeout_s,
+        "timeout": WORKER_TIMEOUT_S,
+        # gunicorn 25.1+ opens a control socket with one default path per user, which several
+        # servers on one machine (ingest, fanout, tests) would fight over, and which is
+        # unwritable in a read-only container. Nothing here uses it.
+        "control_socket_disable": True,
+        "logconfig_dict": gunicorn_logconfig(settings.log_level, access_level=access_log_level),
+        "on_starting": metrics.on_starting,
+        "child_exit": metrics.child_exit,
+        "on_exit": metrics.on_exit,
+    }
 
 
 class MultiprocessMetrics:

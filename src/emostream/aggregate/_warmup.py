@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from emostream.aggregate._swarms import swarm_message
+from emostream.aggregate._transforms import swarm_updates
 from emostream.aggregate.settings import AggregateSettings
-from emostream.aggregate.swarms import swarm_message
-from emostream.aggregate.transforms import swarm_updates
 from emostream.common.events import now_ms
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def warm_up(spark: SparkSession, settings: AggregateSettings) -> int:
         settings.emojis,
         window_s=settings.window_s,
         watermark_s=settings.watermark_s,
-        max_future_skew_s=settings.max_future_skew_s,
+        max_future_skew_s=settings.window_future_skew_s,
     )
     query = (
         updates.writeStream.queryName(WARM_UP_QUERY)

@@ -4,9 +4,9 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from emostream.aggregate.transforms import count_column
+from emostream.aggregate._transforms import count_column
 from emostream.common.emoji import sentiment_index, swarm_of
-from emostream.common.events import iso_utc, swarm_id
+from emostream.common.events import SwarmMessage, iso_utc, swarm_id
 
 
 @lru_cache(maxsize=64)
@@ -27,7 +27,7 @@ def swarm_message(
     divisor: int,
     valence: Mapping[str, float],
     emitted_at_ms: int,
-) -> dict[str, Any]:
+) -> SwarmMessage:
     """The swarm of one (stream, window) update: running counts, swarm sizes, sentiment, timing.
 
     Everything but ``emitted_at`` is a function of the row, the micro-batch id and the

@@ -1,8 +1,9 @@
 """Error replies as RFC 9457 problem documents (``application/problem+json``).
 
-Every error ingest returns, its own or Werkzeug's, goes through :class:`HttpProblemError`, so a
-client sees one shape: ``type``, ``title``, ``status``, ``detail`` and extension members such
-as ``field`` or ``errors``.
+Every error ingest and fanout return, their own or Werkzeug's, goes through
+:class:`HttpProblemError`, so a client sees one shape from both: ``type``, ``title``,
+``status``, ``detail`` and extension members such as ``field`` or ``errors``. The ``type`` URNs
+of both services are listed here, as they are one contract.
 """
 
 from collections.abc import Mapping
@@ -18,14 +19,24 @@ from emostream.common.events import encode_json
 PROBLEM_JSON = "application/problem+json"
 #: The ``type`` of problems that need no more than their status code to be understood.
 BLANK = "about:blank"
+# Ingest's.
 INVALID_REACTIONS = "urn:emostream:problem:invalid-reactions"
 KAFKA_BACKPRESSURE = "urn:emostream:problem:kafka-backpressure"
 KAFKA_UNAVAILABLE = "urn:emostream:problem:kafka-unavailable"
 RATE_LIMITED = "urn:emostream:problem:rate-limited"
+# Fanout's.
+INVALID_PARAMETER = "urn:emostream:problem:invalid-parameter"
+OVER_CAPACITY = "urn:emostream:problem:over-capacity"
+NOT_READY = "urn:emostream:problem:not-ready"
+INVALID_TOKEN = "urn:emostream:problem:invalid-token"  # noqa: S105 - a problem type URN
 
 
 class HttpProblemError(EmostreamError):
-    """An error reply. ``reason`` (a bounded metric label) is set when events were refused."""
+    """An error reply, raised from a route and answered by the app's error handler.
+
+    ``reason`` (a bounded metric label) and ``events`` are set when reactions were refused, so
+    ingest can count them.
+    """
 
     def __init__(
         self,
@@ -77,5 +88,4 @@ def from_http_exception(error: HTTPException) -> HttpProblemError:
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
         headers["Allow"] = ", ".join(sorted(error.valid_methods))
     detail = error.description or HTTPStatus(status).description
-    reason = "too_large" if status == 413 else None
-    return HttpProblemError(status, detail, headers=headers, reason=reason)
+    return HttpProblemError(status, detail, headers=headers)

@@ -11,16 +11,15 @@ state update all happen inside this ``collect``.
 """
 
 import logging
-from typing import Any
 
 import redis
 from confluent_kafka import KafkaError, Message, Producer
 from pyspark.sql import DataFrame
 
+from emostream.aggregate._swarms import swarm_message
 from emostream.aggregate.settings import AggregateSettings
-from emostream.aggregate.swarms import swarm_message
 from emostream.common.errors import EmostreamError
-from emostream.common.events import encode_json, now_ms
+from emostream.common.events import SwarmMessage, encode_json, now_ms
 from emostream.common.keys import latest_swarm_key
 
 log = logging.getLogger(__name__)
@@ -78,11 +77,11 @@ class SwarmSink:
         self.publish(messages)
         log.debug("published swarms", extra={"batch_id": batch_id, "swarms": len(messages)})
 
-    def publish(self, messages: list[dict[str, Any]]) -> None:
+    def publish(self, messages: list[SwarmMessage]) -> None:
         """Produce ``messages`` in id order, wait until all are acknowledged, then snapshot."""
         producer = self._kafka()
         self._errors.clear()
-        latest: dict[str, dict[str, Any]] = {}
+        latest: dict[str, SwarmMessage] = {}
         for msg in sorted(messages, key=lambda m: m["id"]):
             producer.produce(
                 self.settings.swarms_topic,
@@ -99,7 +98,7 @@ class SwarmSink:
             )
         self._snapshot(latest)
 
-    def _snapshot(self, latest: dict[str, dict[str, Any]]) -> None:
+    def _snapshot(self, latest: dict[str, SwarmMessage]) -> None:
         if self._redis is None:
             self._redis = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
         try:

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Counter, Gauge, start_http_server
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
-from emostream.aggregate.transforms import INPUT_METRICS
+from emostream.aggregate._transforms import INPUT_METRICS
 
 log = logging.getLogger(__name__)
 
