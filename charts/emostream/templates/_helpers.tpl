@@ -221,6 +221,30 @@ topologySpreadConstraints:
 {{- if and .Values.monitoring.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") -}}true{{- end -}}
 {{- end -}}
 
+{{/* Whether KEDA's ScaledObjects can be created (autoscaling with KEDA, and the API is served). */}}
+{{- define "emostream.kedaApi" -}}
+{{- if and .Values.autoscaling.enabled (eq .Values.autoscaling.provider "keda") (.Capabilities.APIVersions.Has "keda.sh/v1alpha1") -}}true{{- end -}}
+{{- end -}}
+
+{{/* Whether an autoscaler owns the web tiers' replica counts (so the Deployments set none). */}}
+{{- define "emostream.autoscaled" -}}
+{{- if or (include "emostream.kedaApi" .) (and .Values.autoscaling.enabled (eq .Values.autoscaling.provider "prometheus-adapter")) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The ports of the Kubernetes API server's own endpoints (the EndpointSlice default/kubernetes:
+6443 on kind and kubeadm, 8443 on minikube), as a JSON list. Only a live cluster answers the
+lookup (install, upgrade, --dry-run=server); under helm template and lint the list is empty.
+*/}}
+{{- define "emostream.apiServerEndpointPorts" -}}
+{{- $ports := list -}}
+{{- $slice := lookup "discovery.k8s.io/v1" "EndpointSlice" "default" "kubernetes" -}}
+{{- range (default list $slice.ports) -}}
+{{- $ports = append $ports (int .port) -}}
+{{- end -}}
+{{- toJson $ports -}}
+{{- end -}}
+
 {{/* Whether the aggregation runs as a SparkApplication. */}}
 {{- define "emostream.aggregateOperator" -}}
 {{- if and .Values.aggregate.enabled (eq .Values.aggregate.mode "operator") -}}true{{- end -}}

@@ -68,6 +68,21 @@ to change. Included once, from configmap.yaml.
 {{- fail "set either aggregate.checkpoint.location or aggregate.checkpoint.persistence, not both" -}}
 {{- end -}}
 {{- end -}}
+{{- /* On a live cluster (the API server's endpoints answer a lookup), every operator the
+values need must be there: without Strimzi there is no Kafka, without the Spark Operator no
+aggregation. helm template and lint render for whatever cluster the output is meant for. */ -}}
+{{- if include "emostream.apiServerEndpointPorts" . | fromJsonArray -}}
+{{- $missing := list -}}
+{{- if and (eq $v.kafka.provider "strimzi") (not (.Capabilities.APIVersions.Has "kafka.strimzi.io/v1")) -}}
+{{- $missing = append $missing "the Strimzi operator (kafka.strimzi.io/v1; or kafka.provider=external with kafka.external.bootstrapServers)" -}}
+{{- end -}}
+{{- if and (include "emostream.aggregateOperator" .) (not (.Capabilities.APIVersions.Has "sparkoperator.k8s.io/v1beta2")) -}}
+{{- $missing = append $missing "the Kubeflow Spark Operator (sparkoperator.k8s.io/v1beta2; or aggregate.mode=native)" -}}
+{{- end -}}
+{{- if $missing -}}
+{{- fail (printf "this cluster lacks what the values need; install %s (docs/install.md), then install again" (join ", and " $missing)) -}}
+{{- end -}}
+{{- end -}}
 {{- if and $v.autoscaling.enabled (eq $v.autoscaling.provider "keda") (not $v.autoscaling.prometheus.serverAddress) -}}
 {{- fail "autoscaling.provider=keda needs autoscaling.prometheus.serverAddress" -}}
 {{- end -}}

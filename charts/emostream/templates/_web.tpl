@@ -16,7 +16,7 @@ metadata:
   labels:
     {{- include "emostream.componentLabels" $ctx | nindent 4 }}
 spec:
-  {{- if not $root.Values.autoscaling.enabled }}
+  {{- if not (include "emostream.autoscaled" $root) }}
   replicas: {{ $c.replicaCount }}
   {{- end }}
   revisionHistoryLimit: 5
