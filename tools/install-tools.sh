@@ -30,8 +30,8 @@ if [[ "${1:-}" == "--print-bin" ]]; then
   exit 0
 fi
 
-say() { printf 'install-tools: %s\n' "$*"; }
-die() { printf 'install-tools: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=steps.sh
+source "${ROOT}/tools/steps.sh"
 
 go_cmd="${GO:-}"
 if [[ -z "${go_cmd}" ]]; then

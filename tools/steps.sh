@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2034  # STATUS and MIRROR are read by the scripts sourcing this
-# Helpers shared by the build scripts (images/build.sh, k8s-tests/cluster/*.sh,
-# k8s-tests/e2e/images.sh): progress lines with the seconds since the script started, steps whose
+# Helpers shared by every build script (images/build.sh, k8s-tests/cluster/*.sh,
+# k8s-tests/e2e/images.sh, tools/*.sh): progress lines with the seconds since the script started, steps whose
 # output goes to a log, and the trimming and removal of a debootstrap tree. Sourced, never run;
 # the script sets LOGS, the directory for the steps' logs, before calling them.
 # Environment: DEBIAN_MIRROR, the mirror for debootstrap (default http://deb.debian.org/debian).

@@ -27,8 +27,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${ROOT}/k8s-tests/schemas"
 WORK="$(mktemp -d)"
 trap 'rm -rf "${WORK}"' EXIT
-say() { printf 'vendor-schemas: %s\n' "$*"; }
-die() { printf 'vendor-schemas: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=steps.sh
+source "${ROOT}/tools/steps.sh"
 
 command -v go >/dev/null || die "go is needed"
 command -v mvn >/dev/null || die "mvn is needed (apt-get install maven)"
