@@ -119,11 +119,26 @@ class ProgressListener(StreamingQueryListener):
         self._lock = threading.Lock()
         self._watermarks: dict[str, tuple[int, int]] = {}
         self._positions: dict[str, Offsets] = {}
+        self._backlogs: dict[str, int] = {}
+        self._rates: dict[str, float] = {}
 
     def positions(self) -> dict[str, Offsets]:
         """Per query name, the end offsets of its last completed micro-batch."""
         with self._lock:
             return {name: dict(offsets) for name, offsets in self._positions.items()}
+
+    def backlog(self, name: str) -> tuple[int, float]:
+        """The query's records behind the latest offsets, and the records/s its last micro-batch
+        with input processed: what the executor autoscaler reads."""
+        with self._lock:
+            return self._backlogs.get(name, 0), self._rates.get(name, 0.0)
+
+    def note_backlog(self, name: str, behind: list[int]) -> None:
+        """Record a backlog measurement (per partition) of the query ``name``."""
+        with self._lock:
+            self._backlogs[name] = sum(behind)
+        BACKLOG.labels(name).set(sum(behind))
+        MAX_PARTITION_BACKLOG.labels(name).set(max(behind, default=0))
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's callback name
         """Mark the query active."""
@@ -149,6 +164,9 @@ class ProgressListener(StreamingQueryListener):
         ROWS.labels(name).inc(p.numInputRows)
         INPUT_RATE.labels(name).set(_finite(p.inputRowsPerSecond))
         PROCESS_RATE.labels(name).set(_finite(p.processedRowsPerSecond))
+        if p.numInputRows > 0:
+            with self._lock:
+                self._rates[name] = _finite(p.processedRowsPerSecond)
         BATCH_DURATION.labels(name).set(p.batchDuration / 1000)
         for state in p.stateOperators:
             STATE_ROWS.labels(name).set(state.numRowsTotal)
@@ -175,9 +193,7 @@ class ProgressListener(StreamingQueryListener):
             self._positions[name] = end
         if not latest:  # a replayed batch reports no latest offsets; the probe fills in
             return
-        behind = records_behind(latest, end)
-        BACKLOG.labels(name).set(sum(behind))
-        MAX_PARTITION_BACKLOG.labels(name).set(max(behind, default=0))
+        self.note_backlog(name, records_behind(latest, end))
 
     def _previous_watermark(self, query_id: str, name: str, batch_id: int, current: int) -> int:
         """The watermark Spark filtered late events with: the previous micro-batch's."""
@@ -226,9 +242,7 @@ class BacklogProbe:
         for name, position in self._listener.positions().items():
             latest = self._latest(position)
             if latest:
-                behind = records_behind(latest, position)
-                BACKLOG.labels(name).set(sum(behind))
-                MAX_PARTITION_BACKLOG.labels(name).set(max(behind, default=0))
+                self._listener.note_backlog(name, records_behind(latest, position))
 
     def _latest(self, position: Offsets) -> Offsets:
         if self._consumer is None:

@@ -16,6 +16,12 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from emostream.aggregate._checkpoint import Checkpoint, is_local
 from emostream.aggregate._metrics import BacklogProbe, ProgressListener, serve_metrics
+from emostream.aggregate._scaling import (
+    BacklogPolicy,
+    ExecutorAutoscaler,
+    ScalingRules,
+    SparkExecutors,
+)
 from emostream.aggregate._sink import SwarmSink
 from emostream.aggregate._transforms import swarm_updates
 from emostream.aggregate._warmup import warm_up
@@ -123,6 +129,29 @@ def stop_between_batches(query: StreamingQuery, grace_s: float) -> None:
     query.stop()
 
 
+def executor_autoscaler(
+    spark: SparkSession,
+    settings: AggregateSettings,
+    listener: ProgressListener,
+    query: StreamingQuery,
+) -> ExecutorAutoscaler:
+    """The autoscaler that sizes the executors to the query's backlog (settings say its rules)."""
+    rules = ScalingRules(
+        minimum=settings.min_executors,
+        maximum=settings.max_executors,
+        target_backlog_s=settings.target_backlog_s,
+        scale_up_window_s=settings.scale_up_stabilization_s,
+        scale_down_window_s=settings.scale_down_stabilization_s,
+    )
+    return ExecutorAutoscaler(
+        SparkExecutors(spark.sparkContext),
+        BacklogPolicy(rules),
+        backlog=lambda: listener.backlog(settings.query_name),
+        between_batches=lambda: not query.status.get("isTriggerActive", False),
+        period_s=settings.autoscale_period_s,
+    )
+
+
 def main() -> None:
     """Run until SIGTERM/SIGINT, then stop the query between micro-batches."""
     settings = AggregateSettings()
@@ -145,6 +174,10 @@ def main() -> None:
     serve_metrics(settings.metrics_port)
     probe = BacklogProbe(settings.kafka_bootstrap_servers, listener, settings.backlog_probe_s)
     probe.start()
+    autoscaler = None
+    if settings.autoscale_executors:
+        autoscaler = executor_autoscaler(spark, settings, listener, query)
+        autoscaler.start()
     log.info("aggregation running", extra={"query": settings.query_name})
     failure = None
     try:
@@ -152,6 +185,8 @@ def main() -> None:
             query.awaitTermination(1)
         failure = query.exception()
     finally:
+        if autoscaler is not None:
+            autoscaler.stop()
         stop_between_batches(query, settings.stop_grace_s)
         probe.stop()
         spark.stop()

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from emostream.common import endpoints
 from emostream.common.settings import CommonSettings
@@ -86,3 +86,41 @@ class AggregateSettings(CommonSettings):
     warm_up_timeout_s: float = Field(
         60.0, gt=0, description="Longest warm-up; the job starts anyway when it runs out."
     )
+
+    # Executors that follow the reactions backlog (a cluster master only; see _scaling).
+    autoscale_executors: bool = Field(
+        False,
+        description="Add and remove executors as the reactions backlog grows and drains (needs "
+        "a cluster master and Spark's dynamic allocation off; the chart sets both).",
+    )
+    min_executors: int = Field(1, ge=0, description="Executors always kept.")
+    max_executors: int = Field(1, ge=1, description="Most executors the backlog may add.")
+    target_backlog_s: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds of backlog (records behind at the measured processing rate) the "
+        "current executors may hold; more adds executors in proportion, like an HPA target.",
+    )
+    scale_up_stabilization_s: float = Field(
+        15.0,
+        ge=0,
+        description="Executors are added only up to the lowest count wanted over this window, "
+        "so a spike shorter than it adds none.",
+    )
+    scale_down_stabilization_s: float = Field(
+        60.0,
+        ge=0,
+        description="Executors are removed only down to the highest count wanted over this "
+        "window, so a lull shorter than it removes none.",
+    )
+    autoscale_period_s: float = Field(
+        5.0, gt=0, description="How often the executor count is reconsidered."
+    )
+
+    @model_validator(mode="after")
+    def _executor_bounds(self) -> "AggregateSettings":
+        if self.min_executors > self.max_executors:
+            raise ValueError(
+                f"min_executors ({self.min_executors}) exceeds max_executors ({self.max_executors})"
+            )
+        return self
