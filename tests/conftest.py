@@ -7,42 +7,26 @@ share a broker with a live stack without either seeing the other's data.
 """
 
 import os
-import socket
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyspark
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
-from emostream.localstack import checks
 from emostream.localstack.jars import kafka_broker_jars, spark_kafka_jars
-from emostream.localstack.kafka import KafkaBroker, ensure_topics, kafka_ready
+from emostream.localstack.kafka import ensure_topics
 from emostream.localstack.process import ProcessDir
-
-ROOT = Path(__file__).resolve().parent.parent
-JAR_CACHE = ROOT / ".emostream" / "jars"
-KAFKA_VERSION = "4.1.1"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(ready: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
-    """Poll ``ready`` until it holds, or fail the test run naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not ready after {timeout_s:.0f} s")
-        time.sleep(0.25)
+from tests.support.services import (
+    JAR_CACHE,
+    KAFKA_VERSION,
+    local_broker,
+    start_broker,
+    start_redis,
+)
+from tests.support.waiting import wait_until
 
 
 @dataclass(frozen=True)
@@ -69,17 +53,12 @@ def kafka_bootstrap(processes: ProcessDir, tmp_path_factory: pytest.TempPathFact
     given = os.environ.get("EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS")
     if given:
         return given
-    broker = KafkaBroker(
+    broker = local_broker(
+        tmp_path_factory.mktemp("kafka"),
         jars=kafka_broker_jars(JAR_CACHE, KAFKA_VERSION),
-        data_dir=tmp_path_factory.mktemp("kafka"),
-        port=free_port(),
-        controller_port=free_port(),
         heap="384m",
     )
-    broker.prepare()
-    processes.start("kafka", broker.command(), os.environ, ROOT)
-    wait_until(lambda: kafka_ready(broker.bootstrap), "Kafka broker")
-    return broker.bootstrap
+    return start_broker(processes, broker, env=os.environ)
 
 
 @pytest.fixture(scope="session")
@@ -88,14 +67,7 @@ def redis_url(processes: ProcessDir, tmp_path_factory: pytest.TempPathFactory) -
     given = os.environ.get("EMOSTREAM_REDIS_URL")
     if given:
         return given
-    server = checks.require_program("redis-server", "apt-get install -y redis-server")
-    port = free_port()
-    data = tmp_path_factory.mktemp("redis")
-    cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", ""]
-    processes.start("redis", cmd, os.environ, ROOT)
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: checks.redis_ready(url), "Redis")
-    return url
+    return start_redis(processes, tmp_path_factory.mktemp("redis"), env=os.environ)
 
 
 @pytest.fixture(scope="session")
@@ -162,6 +134,6 @@ def aggregation(
         query_name=f"swarms_{topics.reactions.replace('-', '_')}",
     )
     query = start_query(spark, settings)
-    wait_until(lambda: query.lastProgress is not None, "aggregation query", timeout_s=180)
+    wait_until("aggregation query", lambda: query.lastProgress is not None, 180)
     yield query
     query.stop()

@@ -3,10 +3,8 @@
 import csv
 import math
 import pathlib
-import threading
 import time
 import uuid
-from typing import Any
 
 import pytest
 import requests
@@ -14,20 +12,12 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from emostream.client import EmostreamClient
 from emostream.loadgen.run import main as load_main
-from emostream.localstack import checks
 from emostream.localstack.process import ProcessDir
-from emostream.localstack.stack import gunicorn_command
-from tests.conftest import ROOT, free_port, wait_until
+from tests.support.feeds import SwarmCollector
+from tests.support.servers import start_role
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def _serve(processes: ProcessDir, role: str, worker: str, env: dict[str, str]) -> str:
-    port = free_port()
-    processes.start(f"e2e-{role}", gunicorn_command(role, port, worker), env, ROOT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: checks.http_ok(f"{url}/readyz"), f"{role} server")
-    return url
 
 
 @pytest.fixture(scope="module")
@@ -35,43 +25,9 @@ def client(
     aggregation: StreamingQuery, processes: ProcessDir, service_env: dict[str, str]
 ) -> EmostreamClient:
     """An SDK client pointed at real ingest and fanout servers wired to the running aggregation."""
-    ingest = _serve(processes, "ingest", "gthread", service_env)
-    fanout = _serve(processes, "fanout", "gevent", service_env)
+    ingest = start_role(processes, "e2e-ingest", "ingest", "gthread", service_env, timeout_s=120)
+    fanout = start_role(processes, "e2e-fanout", "fanout", "gevent", service_env, timeout_s=120)
     return EmostreamClient(ingest_url=ingest, fanout_url=fanout)
-
-
-class SwarmCollector:
-    """Reads a stream's SSE feed in the background, keeping each window's latest swarm."""
-
-    def __init__(self, client: EmostreamClient, stream: str) -> None:
-        self.windows: dict[str, dict[str, Any]] = {}
-        self.ids: list[str] = []
-        self.done = threading.Event()
-        self._client = client
-        self._stream = stream
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        for swarm in self._client.swarms(self._stream, timeout=90):
-            self.ids.append(swarm["id"])
-            self.windows[swarm["window_start"]] = swarm
-            if self.done.is_set():
-                return
-
-    def totals(self) -> dict[str, int]:
-        """Per emoji, the sum over windows of each window's latest (running or final) count."""
-        out: dict[str, int] = {}
-        for swarm in list(self.windows.values()):
-            for emoji, n in swarm["counts"].items():
-                out[emoji] = out.get(emoji, 0) + n
-        return out
-
-    def __enter__(self) -> "SwarmCollector":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.done.set()
 
 
 @pytest.fixture
@@ -84,10 +40,10 @@ def test_exact_counts_arrive_on_the_sse_feed(client: EmostreamClient, stream: st
     """2,500 hearts and 300 laughs posted within a second arrive as exactly those counts."""
     batch = [{"user_id": f"u{i}", "emoji": "❤️"} for i in range(2500)]
     batch += [{"user_id": f"v{i}", "emoji": "😂"} for i in range(300)]
-    with SwarmCollector(client, stream) as feed:
+    with SwarmCollector(client, stream, timeout=90) as feed:
         accepted = sum(client.send(stream, batch[i : i + 500]) for i in range(0, len(batch), 500))
         assert accepted == 2800
-        wait_until(lambda: feed.totals() == {"❤️": 2500, "😂": 300}, "exact counts", 90)
+        wait_until("exact counts", lambda: feed.totals() == {"❤️": 2500, "😂": 300}, 90)
     for swarm in feed.windows.values():
         assert swarm["stream_id"] == stream
         assert swarm["swarm"] == {e: math.ceil(n / 1000) for e, n in swarm["counts"].items()}
@@ -98,7 +54,7 @@ def test_exact_counts_arrive_on_the_sse_feed(client: EmostreamClient, stream: st
 def test_original_send_emoji_route_is_counted(client: EmostreamClient, stream: str) -> None:
     """Events from the original clients' /send_emoji route reach the stream they name."""
     now = int(time.time())
-    with SwarmCollector(client, stream) as feed:
+    with SwarmCollector(client, stream, timeout=90) as feed:
         for i in range(20):
             reply = requests.post(
                 f"{client.ingest_url}/send_emoji",
@@ -107,7 +63,7 @@ def test_original_send_emoji_route_is_counted(client: EmostreamClient, stream: s
             )
             assert reply.status_code == 200
             assert reply.json() == {"status": "Emoji data received"}
-        wait_until(lambda: feed.totals() == {"👏": 20}, "send_emoji counts", 90)
+        wait_until("send_emoji counts", lambda: feed.totals() == {"👏": 20}, 90)
 
 
 def test_sse_frames_follow_the_contract(client: EmostreamClient, stream: str) -> None:

@@ -22,11 +22,12 @@ from simple_websocket import Client as WebSocketClient
 
 from emostream.aggregate.metrics import BacklogProbe, ProgressListener, serve_metrics
 from emostream.client import EmostreamClient
-from emostream.localstack import checks
 from emostream.localstack.process import ProcessDir
-from emostream.localstack.stack import gunicorn_command
-from tests.conftest import ROOT, free_port, wait_until
 from tests.fanout.live import RawFeed, start_fanout
+from tests.support.ports import free_port
+from tests.support.servers import start_role
+from tests.support.services import ROOT
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -96,14 +97,6 @@ class Endpoints:
     aggregate_metrics: str
 
 
-def _serve_ingest(processes: ProcessDir, env: dict[str, str]) -> str:
-    port = free_port()
-    processes.start("metrics-ingest", gunicorn_command("ingest", port, "gthread"), env, ROOT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: checks.http_ok(f"{url}/readyz"), "ingest server", 60)
-    return url
-
-
 @pytest.fixture(scope="module")
 def aggregate_metrics(
     spark: SparkSession, aggregation: StreamingQuery, kafka_bootstrap: str
@@ -137,7 +130,8 @@ def endpoints(
 ) -> Iterator[Endpoints]:
     """Real ingest and fanout servers on the session's Kafka and Redis, and the aggregation."""
     # Frequent librdkafka statistics: they are what feeds the delivery latency gauges.
-    ingest = _serve_ingest(processes, {**service_env, "EMOSTREAM_PRODUCER_STATS_INTERVAL_S": "1"})
+    stats_env = {**service_env, "EMOSTREAM_PRODUCER_STATS_INTERVAL_S": "1"}
+    ingest = start_role(processes, "metrics-ingest", "ingest", "gthread", stats_env)
     # Short heartbeats, so the SSE reader's socket timeout never fires while it waits.
     fanout = start_fanout(processes, "metrics-fanout", service_env)
     with EmostreamClient(ingest_url=ingest, fanout_url=fanout) as client:
@@ -182,24 +176,24 @@ def test_names_used_by_dashboard_alerts_and_autoscalers_are_scraped(
         ws.close()
     listener = aggregate_metrics[1]
     query = aggregation.name
-    wait_until(lambda: query in listener.positions(), "a micro-batch seen by the listener", 120)
+    wait_until("a micro-batch seen by the listener", lambda: query in listener.positions(), 120)
     # The aggregation's swarms carry last_receive_ms, so their live writes were timed.
     wait_until(
+        "the reaction-to-viewer latency of the SSE and WebSocket writes",
         lambda: (
             samples(f"{client.fanout_url}/metrics")[
                 "emostream_fanout_event_to_viewer_seconds_count"
             ]
             >= 2
         ),
-        "the reaction-to-viewer latency of the SSE and WebSocket writes",
         30,
     )
     # librdkafka reports latencies in statistics at intervals, once it has sent something.
     wait_until(
+        "producer statistics after the first delivery",
         lambda: (
             "emostream_ingest_delivery_latency_seconds" in scraped(f"{client.ingest_url}/metrics")
         ),
-        "producer statistics after the first delivery",
         60,
     )
 

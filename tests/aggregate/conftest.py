@@ -25,8 +25,12 @@ from emostream.aggregate.metrics import ProgressListener
 from emostream.aggregate.settings import AggregateSettings
 from emostream.common.events import Reaction
 from emostream.localstack.kafka import ensure_topics
+from tests.support.waiting import wait_until
 
 WINDOW_MS = 2000
+#: How long a scenario waits for its query to get somewhere, and how often it checks.
+QUERY_WAIT_S = 90
+QUERY_POLL_S = 0.1
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +103,15 @@ class Scenario:
             consumer.close()
         return got
 
+    def wait_processed(self, query: StreamingQuery, what: str) -> None:
+        """Wait until ``query`` has read every reaction produced so far; fail naming ``what``."""
+        wait_until(
+            what,
+            lambda: rows_processed(query) >= self.produced,
+            QUERY_WAIT_S,
+            interval_s=QUERY_POLL_S,
+        )
+
     def metric(self, name: str, **labels: str) -> float:
         """A sample of this scenario's query from the Prometheus registry (0 if absent)."""
         value = REGISTRY.get_sample_value(name, {"query": self.name, **labels})
@@ -125,15 +138,6 @@ def make_scenario(
             **settings,
         ),
     )
-
-
-def wait_for(what: str, ready: Callable[[], bool], timeout_s: float = 90) -> None:
-    """Poll ``ready`` until it holds, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not after {timeout_s:.0f} s")
-        time.sleep(0.1)
 
 
 def rows_processed(query: StreamingQuery) -> int:

@@ -19,14 +19,15 @@ from pyspark.sql import SparkSession
 from emostream.aggregate.metrics import ProgressListener
 from emostream.common.events import Reaction, iso_utc, now_ms
 from tests.aggregate.conftest import (
+    QUERY_POLL_S,
+    QUERY_WAIT_S,
     WINDOW_MS,
     Scenario,
     final_counts,
     make_scenario,
-    rows_processed,
-    wait_for,
     watermark_ms,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -89,14 +90,19 @@ def timeline(
                 _r(s["a"], "😂", w0 + 300),
             ]
         )
-        wait_for("first events processed", lambda: rows_processed(query) >= sc.produced)
+        sc.wait_processed(query, "first events processed")
         # Out of order across micro-batches: window w0 is still open (watermark w0 + 100).
         sc.produce([_r(s["a"], "👏", w0 + 1500)])
-        wait_for("straggler processed", lambda: rows_processed(query) >= sc.produced)
+        sc.wait_processed(query, "straggler processed")
         # Move the watermark to w0 + 7000, and wait until a batch has run with it: Spark
         # drops an event as late when its window ended by the previous batch's watermark.
         sc.produce([_r(s["b"], "❤️", w0 + 9000)])
-        wait_for("watermark advanced", lambda: watermark_ms(query) >= w0 + 7000)
+        wait_until(
+            "watermark advanced",
+            lambda: watermark_ms(query) >= w0 + 7000,
+            QUERY_WAIT_S,
+            interval_s=QUERY_POLL_S,
+        )
         before = _metrics(sc)
         sc.produce(
             [
@@ -106,7 +112,7 @@ def timeline(
                 _r(s["c"], "👍", w0 + 8500),
             ]
         )
-        wait_for("late events processed", lambda: rows_processed(query) >= sc.produced)
+        sc.wait_processed(query, "late events processed")
         # A far-future event time (clamped to its receive time) and a bogus receive time
         # (dropped), then an ordinary slightly delayed reaction on another stream.
         now = now_ms()
@@ -115,9 +121,9 @@ def timeline(
         raw.produce(sc.settings.reactions_topic, value=b"not json")
         assert raw.flush(10) == 0
         sc.produced += 1
-        wait_for("future events processed", lambda: rows_processed(query) >= sc.produced)
+        sc.wait_processed(query, "future events processed")
         sc.produce([_r(s["f"], "🔥", now_ms() - 1500)])
-        wait_for("last event processed", lambda: rows_processed(query) >= sc.produced)
+        sc.wait_processed(query, "last event processed")
         expected = {
             (s["a"], iso_utc(w0)): {"❤️": 3, "😂": 2, "👏": 1},
             (s["a"], iso_utc(w0 + 2000)): {"❤️": 1},
@@ -132,7 +138,9 @@ def timeline(
                 and all(final_counts(got).get(k) == v for k, v in expected.items())
             )
         )
-        wait_for("metrics recorded", lambda: _metrics(sc)[3] >= 1)
+        wait_until(
+            "metrics recorded", lambda: _metrics(sc)[3] >= 1, QUERY_WAIT_S, interval_s=QUERY_POLL_S
+        )
         after = _metrics(sc)
         yield Timeline(
             w0=w0,

@@ -23,14 +23,16 @@ from pyspark.sql import SparkSession
 from emostream.aggregate.metrics import BacklogProbe, ProgressListener, serve_metrics
 from emostream.common.events import Reaction, iso_utc, now_ms
 from tests.aggregate.conftest import (
+    QUERY_POLL_S,
+    QUERY_WAIT_S,
     WINDOW_MS,
     Scenario,
     final_counts,
     make_scenario,
     rows_processed,
-    wait_for,
 )
-from tests.conftest import free_port
+from tests.support.ports import free_port
+from tests.support.waiting import poll_until, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -112,13 +114,14 @@ def run(
     query = sc.start()
     try:
         audience.start()
-        wait_for(
-            "first swarms", lambda: sum(1 for p in query.recentProgress if p.numInputRows) >= 3
+        wait_until(
+            "first swarms",
+            lambda: sum(1 for p in query.recentProgress if p.numInputRows) >= 3,
+            QUERY_WAIT_S,
+            interval_s=QUERY_POLL_S,
         )
         # Stop while a micro-batch is running: it is planned (offset log) but not committed.
-        deadline = time.monotonic() + 10
-        while not query.status["isTriggerActive"] and time.monotonic() < deadline:
-            time.sleep(0.002)
+        poll_until(lambda: query.status["isTriggerActive"], 10, interval_s=0.002)
         mid_batch = bool(query.status["isTriggerActive"])
         query.stop()
         stopped_at = time.monotonic()
@@ -131,8 +134,11 @@ def run(
         time.sleep(3)
         audience.stop.set()
         audience.join()
-        wait_for(
-            "backlog drained", lambda: rows_processed(query) > 0 and _scrape(port, sc.name) == 0
+        wait_until(
+            "backlog drained",
+            lambda: rows_processed(query) > 0 and _scrape(port, sc.name) == 0,
+            QUERY_WAIT_S,
+            interval_s=QUERY_POLL_S,
         )
         after.append(_scrape(port, sc.name))
         expected = audience.expected()
@@ -142,7 +148,12 @@ def run(
         query.stop()
         # A fresh checkpoint: batch ids start again from 0, under a new, greater epoch.
         query = sc.start(checkpoint_location=str(tmp / "fresh"), starting_offsets="latest")
-        wait_for("fresh query running", lambda: query.lastProgress is not None)
+        wait_until(
+            "fresh query running",
+            lambda: query.lastProgress is not None,
+            QUERY_WAIT_S,
+            interval_s=QUERY_POLL_S,
+        )
         before = len(swarms)
         rts = now_ms()
         sc.produce([Reaction(f"f{i}", s, "u", "🔥", rts, rts) for i, s in enumerate(streams)])

@@ -9,10 +9,8 @@ from confluent_kafka import Producer
 
 from emostream.client import SSEEvent, SSEParser
 from emostream.common.events import encode_json
-from emostream.localstack import checks
 from emostream.localstack.process import ProcessDir
-from emostream.localstack.stack import gunicorn_command
-from tests.conftest import ROOT, free_port, wait_until
+from tests.support.servers import start_role
 
 #: Short heartbeats and presence refreshes so that tests see their effects quickly.
 SERVER_ENV = {
@@ -26,12 +24,7 @@ SERVER_ENV = {
 
 def start_fanout(processes: ProcessDir, name: str, env: dict[str, str], **overrides: str) -> str:
     """Serve fanout under gunicorn's gevent worker on a free loopback port; returns its URL."""
-    port = free_port()
-    full_env = {**env, **SERVER_ENV, **overrides}
-    processes.start(name, gunicorn_command("fanout", port, "gevent"), full_env, ROOT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: checks.http_ok(f"{url}/readyz"), f"fanout server {name}", 60)
-    return url
+    return start_role(processes, name, "fanout", "gevent", {**env, **SERVER_ENV, **overrides})
 
 
 def produce(producer: Producer, topic: str, messages: list[dict[str, Any]]) -> None:

@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from emostream.fanout._runtime import FanoutRuntime
 from emostream.fanout.app import create_app, runtime_of
 from emostream.fanout.settings import FanoutSettings
-from tests.conftest import wait_until
 from tests.fanout.swarms import make_swarm
+from tests.support.waiting import wait_until
 
 
 def make_app(**overrides: Any) -> Flask:
@@ -375,7 +375,7 @@ def test_drain_refuses_new_feeds_and_ends_open_ones_spread_over_the_period() -> 
     )
     drainer.start()
     try:
-        wait_until(lambda: runtime.draining, "drain to start", 5)
+        wait_until("drain to start", lambda: runtime.draining, 5)
         refused = client.get("/v1/streams/s1/events")
         assert refused.status_code == 503
         assert refused.headers["Retry-After"] == "3"

@@ -16,9 +16,10 @@ from simple_websocket import Client as WebSocketClient
 from emostream.client import SSEEvent
 from emostream.fanout._presence import presence_key
 from emostream.localstack.process import ProcessDir
-from tests.conftest import Topics, wait_until
+from tests.conftest import Topics
 from tests.fanout.live import RawFeed, metric, produce, start_fanout
 from tests.fanout.swarms import swarm_message
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -64,20 +65,31 @@ def test_presence_counts_viewers_across_both_processes(
         got = [orjson.loads(feed.read(1)[0].data)["viewers"] for feed in feeds]
         return [*got, orjson.loads(ws_b.receive(timeout=15))["viewers"]]
 
+    last: list[int] = []
+
+    def counts_are(expected: list[int]) -> bool:
+        """Whether the viewer counts of the next swarm (kept in ``last``) are ``expected``."""
+        last[:] = next_counts()
+        return last == expected
+
     try:
         for feed in feeds:
             feed.wait_open()
-        deadline = time.monotonic() + 15
-        while (counts := next_counts()) != [4, 4, 4, 4]:
-            assert time.monotonic() < deadline, f"viewers never agreed on 4: {counts}"
-            time.sleep(0.2)
+        wait_until(
+            lambda: f"the viewers to agree on 4: {last}",
+            lambda: counts_are([4, 4, 4, 4]),
+            15,
+            interval_s=0.2,
+        )
         # One viewer of A leaves: after a refresh every remaining viewer sees three.
         sse_a.pop().close()
         feeds = [*sse_a, sse_b]
-        deadline = time.monotonic() + 15
-        while (counts := next_counts()) != [3, 3, 3]:
-            assert time.monotonic() < deadline, f"viewers never agreed on 3: {counts}"
-            time.sleep(0.2)
+        wait_until(
+            lambda: f"the viewers to agree on 3: {last}",
+            lambda: counts_are([3, 3, 3]),
+            15,
+            interval_s=0.2,
+        )
         assert metric(pair.b, "emostream_fanout_max_stream_viewers") >= 3
         assert metric(pair.b, "emostream_fanout_presence_refreshes_total") > 0
     finally:
@@ -98,7 +110,7 @@ def test_resume_on_the_other_process_has_no_gap_and_no_duplicate(
     first.close()  # a forced disconnect: the viewer's connection is simply gone
     produce(producer, topics.swarms, messages[4:9])
     # B has had no viewer of this stream; its replay buffer still holds every recent swarm.
-    wait_until(lambda: metric(pair.b, "emostream_fanout_swarms_published_total") > 0, "B", 10)
+    wait_until("B", lambda: metric(pair.b, "emostream_fanout_swarms_published_total") > 0, 10)
     resumed = RawFeed(f"{pair.b}/v1/streams/{stream}/events", {"Last-Event-ID": ids(seen)[-1]})
     try:
         later = resumed.read(5)
@@ -180,7 +192,7 @@ def test_sigterm_drains_feeds_spread_out_and_viewers_resume_elsewhere_losing_not
     publisher.start()
     # The draining server's worker is the only one with viewers of the stream so far.
     with redis.Redis.from_url(redis_url) as r:
-        wait_until(lambda: r.hlen(presence_key(stream)) == 1, "presence entry", 10)
+        wait_until("presence entry", lambda: r.hlen(presence_key(stream)) == 1, 10)
         (drained_worker,) = r.hkeys(presence_key(stream))
     time.sleep(0.5)
     stopper = threading.Thread(target=processes.stop, args=("fanout-drain", 20), daemon=True)
@@ -188,7 +200,7 @@ def test_sigterm_drains_feeds_spread_out_and_viewers_resume_elsewhere_losing_not
     stopper.start()
     try:
         wait_until(
-            lambda: requests.get(f"{url}/readyz", timeout=2).status_code == 503, "readyz 503", 5
+            "readyz 503", lambda: requests.get(f"{url}/readyz", timeout=2).status_code == 503, 5
         )
         refused = requests.get(url + feed_path, timeout=5)
         assert refused.status_code == 503
@@ -272,13 +284,13 @@ def test_a_stalled_viewer_is_cut_off_while_others_keep_receiving(
     )
     try:
         healthy.wait_open()
-        wait_until(lambda: sse_connections(url) == 2, "both viewers connected", 10)
+        wait_until("both viewers connected", lambda: sse_connections(url) == 2, 10)
         reader.start()
         for start in range(0, len(messages), 20):
             produce(producer, topics.swarms, messages[start : start + 20])
         reader.join(60)
         assert received == [m["id"] for m in messages]
-        wait_until(lambda: sse_connections(url) == 1, "the stalled viewer to be cut off", 20)
+        wait_until("the stalled viewer to be cut off", lambda: sse_connections(url) == 1, 20)
         assert metric(url, 'emostream_fanout_write_failures_total{transport="sse"}') >= 1
         # The healthy viewer is still connected and still served.
         produce(producer, topics.swarms, [swarm_message(stream, 301)])
@@ -333,10 +345,10 @@ def test_a_viewer_that_closes_is_counted_as_leaving_not_as_a_failure(
     left_before, failed_before = _ends(pair.a)
     open_before = sse_connections(pair.a)
     sock = _open_raw_feed(pair.a, stream)
-    wait_until(lambda: sse_connections(pair.a) == open_before + 1, "viewer registered", 5)
+    wait_until("viewer registered", lambda: sse_connections(pair.a) == open_before + 1, 5)
     sock.close()
     # Heartbeats every second: the first meets the closed socket (RST back), the next fails.
-    wait_until(lambda: sse_connections(pair.a) == open_before, "the closed feed ended", 10)
+    wait_until("the closed feed ended", lambda: sse_connections(pair.a) == open_before, 10)
     assert _ends(pair.a) == (left_before + 1, failed_before)
 
 
@@ -353,7 +365,7 @@ def test_a_viewer_that_vanished_without_fin_is_noticed_by_the_heartbeat(
     left_before, failed_before = _ends(pair.a)
     open_before = sse_connections(pair.a)
     sock = _open_raw_feed(pair.a, stream)
-    wait_until(lambda: sse_connections(pair.a) == open_before + 1, "viewer registered", 5)
+    wait_until("viewer registered", lambda: sse_connections(pair.a) == open_before + 1, 5)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
     except PermissionError:
@@ -361,5 +373,5 @@ def test_a_viewer_that_vanished_without_fin_is_noticed_by_the_heartbeat(
         pytest.skip("simulating a vanished peer needs CAP_NET_ADMIN (TCP_REPAIR)")
     sock.close()  # in repair mode: the server is not told
     # Heartbeats every second: the first goes out, the peer's kernel answers RST, the next fails.
-    wait_until(lambda: sse_connections(pair.a) == open_before, "the vanished viewer dropped", 10)
+    wait_until("the vanished viewer dropped", lambda: sse_connections(pair.a) == open_before, 10)
     assert _ends(pair.a) == (left_before + 1, failed_before)

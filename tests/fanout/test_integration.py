@@ -16,9 +16,10 @@ from emostream.client import EmostreamClient
 from emostream.common.events import encode_json
 from emostream.common.keys import latest_swarm_key
 from emostream.localstack.process import ProcessDir
-from tests.conftest import Topics, wait_until
+from tests.conftest import Topics
 from tests.fanout.live import RawFeed, produce, start_fanout
 from tests.fanout.swarms import swarm_message, with_viewers
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +146,7 @@ def test_websocket_carries_the_same_json(
         ws.close()
     assert texts == [encode_json(with_viewers(m, 1)).decode() for m in messages]
     # The server notices a closed WebSocket within a heartbeat; until then it counts as a viewer.
-    wait_until(lambda: ws_connections(fanout) == 0, "the closed WebSocket to be gone", 10)
+    wait_until("the closed WebSocket to be gone", lambda: ws_connections(fanout) == 0, 10)
     resumed = WebSocketClient.connect(f"{ws_url}?last_event_id={messages[0]['id']}")
     try:
         assert resumed.receive(timeout=15) == encode_json(with_viewers(messages[1], 1)).decode()

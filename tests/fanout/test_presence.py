@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from emostream.fanout._presence import Presence, presence_key
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,10 @@ from simple_websocket import ConnectionError as WebSocketConnectionError
 
 from emostream.fanout.tokens import mint_token
 from emostream.localstack.process import ProcessDir
-from tests.conftest import Topics, wait_until
+from tests.conftest import Topics
 from tests.fanout.live import RawFeed, metric, produce, start_fanout
 from tests.fanout.swarms import swarm_message
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -110,14 +111,14 @@ def test_metrics_cover_every_worker(secured: str, stream: str) -> None:
     """With two workers, any scrape reports the connections of both (multiprocess files)."""
     name = 'emostream_fanout_connections{transport="sse"}'
     # Feeds of earlier tests end when their next heartbeat finds the viewer gone.
-    wait_until(lambda: metric(secured, name) == 0, "earlier feeds to be gone", 15)
+    wait_until("earlier feeds to be gone", lambda: metric(secured, name) == 0, 15)
     feeds = [
         RawFeed(f"{secured}/v1/streams/{stream}/events?token={token(stream)}") for _ in range(4)
     ]
     try:
         for feed in feeds:
             feed.wait_open()
-        wait_until(lambda: metric(secured, name) == 4, "every worker's connections", 10)
+        wait_until("every worker's connections", lambda: metric(secured, name) == 4, 10)
         # Successive scrapes land on either worker; each reports the whole server.
         assert [metric(secured, name) for _ in range(8)] == [4.0] * 8
     finally:

@@ -2,7 +2,6 @@
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +13,7 @@ from emostream.fanout._hub import Hub
 from emostream.fanout._upstream import Upstream
 from emostream.fanout.settings import FanoutSettings
 from tests.fanout.swarms import BASE_MS, swarm_message
+from tests.support.waiting import wait_until
 
 NOW = BASE_MS + 100_000
 
@@ -95,14 +95,6 @@ class FakeConsumer:
         self.closed.set()
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll until ``check`` holds or fail."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 def test_consumer_assigns_every_partition_from_the_replay_window() -> None:
     """All partitions are assigned at offsets_for_times(now - window), or at the end if empty."""
     settings = FanoutSettings(swarms_topic="sw", replay_window_s=60)
@@ -141,7 +133,7 @@ def test_consumer_publishes_valid_swarms_and_skips_invalid_ones() -> None:
         if len(received) < 2:
             received += sub.take(timeout=5)
         assert [s.id for s in received] == [swarm_message("s", b)["id"] for b in (1, 2)]
-        wait_for(lambda: upstream.stats.consumed == 4)
+        wait_until("4 consumed", lambda: upstream.stats.consumed == 4, 5, interval_s=0.01)
         assert upstream.stats.invalid == 1
         assert hub.stats.duplicates == 1
     finally:
@@ -160,7 +152,7 @@ def test_consumer_reports_its_lag_and_the_age_of_the_last_swarm() -> None:
     upstream = Upstream(settings, hub, consumer_factory=lambda cfg: fake, clock=lambda: NOW)
     upstream.start()
     try:
-        wait_for(lambda: upstream.stats.lag_messages == 7)
+        wait_until("a lag of 7", lambda: upstream.stats.lag_messages == 7, 5, interval_s=0.01)
         assert upstream.stats.last_swarm_lag_s == 0.25
         assert upstream.stats.restarts == 0
     finally:

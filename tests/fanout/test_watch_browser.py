@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -25,11 +25,11 @@ from confluent_kafka import Producer
 from emostream.client import SSEParser
 from emostream.common.events import encode_json
 from emostream.fanout.tokens import mint_token
-from emostream.localstack import checks
 from emostream.localstack.process import ProcessDir
-from emostream.localstack.stack import gunicorn_command
-from tests.conftest import ROOT, Topics, free_port, wait_until
+from tests.conftest import Topics
 from tests.fanout.swarms import BASE_MS, WINDOW_MS, swarm_message
+from tests.support.servers import start_role
+from tests.support.waiting import wait_until
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -48,21 +48,13 @@ QUIET_WINDOWS = {44, 45, 46}
 SERVER_ENV = {"EMOSTREAM_HEARTBEAT_S": "1", "EMOSTREAM_GRACEFUL_TIMEOUT_S": "10"}
 TOKEN_SECRET = b"watch-page-test-secret"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def start_fanout(processes: ProcessDir, name: str, env: dict[str, str]) -> str:
-    """Serve fanout under gunicorn's gevent worker on a free loopback port; returns its URL."""
-    port = free_port()
-    processes.start(name, gunicorn_command("fanout", port, "gevent"), {**env, **SERVER_ENV}, ROOT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: checks.http_ok(f"{url}/readyz"), f"fanout server {name}", 60)
-    return url
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
 def fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
     """Base URL of a fanout server with open feeds, reading this session's swarms."""
-    yield start_fanout(processes, "fanout-watch", service_env)
+    yield start_role(processes, "fanout-watch", "fanout", "gevent", {**service_env, **SERVER_ENV})
     processes.stop("fanout-watch", grace_s=15)
 
 
@@ -70,7 +62,7 @@ def fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
 def token_fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
     """Base URL of a fanout server whose feeds need a viewer token signed with TOKEN_SECRET."""
     env = {**service_env, "EMOSTREAM_VIEWER_TOKEN_SECRET": TOKEN_SECRET.decode()}
-    yield start_fanout(processes, "fanout-watch-tokens", env)
+    yield start_role(processes, "fanout-watch-tokens", "fanout", "gevent", {**env, **SERVER_ENV})
     processes.stop("fanout-watch-tokens", grace_s=15)
 
 
@@ -231,21 +223,15 @@ def as_counts(pairs: list[list[str]]) -> dict[str, int]:
     return {row[0]: number(row[1]) for row in pairs if number(row[1])}
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 20) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"the page never showed {what}"
-        time.sleep(0.1)
+def page_shows(what: str, shown: Callable[[], T], timeout_s: float = 20) -> T:
+    """Wait until ``shown`` returns something truthy (the page shows ``what``); return it."""
+    return wait_until(f"the page to show {what}", shown, timeout_s, interval_s=0.1)
 
 
 def open_page(driver: Any, fanout: str, stream: str, query: str = "") -> None:
     """Load the viewer page of ``stream`` and wait until its feed is open."""
     driver.get(f"{fanout}/watch/{stream}{query}")
-    wait_for(lambda: read_page(driver)["state"] == "live", "the live connection state")
+    page_shows("the live connection state", lambda: read_page(driver)["state"] == "live")
 
 
 #: Counts pixels of a canvas close to a CSS colour; proves a series was drawn, not only axes.
@@ -296,12 +282,12 @@ def test_page_shows_swarm_trend_and_sentiment(
 
     final = messages[-1]
     windows = HISTORY_WINDOWS - len(QUIET_WINDOWS)
-    floating = wait_for(lambda: read_page(browser)["floating"], "floating emojis")
+    floating = page_shows("floating emojis", lambda: read_page(browser)["floating"])
     assert set(floating) <= set(EMOJIS)
-    wait_for(lambda: read_page(browser)["windows"] == str(windows), f"{windows} windows")
-    wait_for(
-        lambda: as_counts(read_page(browser)["legend"]) == final["counts"],
+    page_shows(f"{windows} windows", lambda: read_page(browser)["windows"] == str(windows))
+    page_shows(
         "the last window's final counts in the chart legend",
+        lambda: as_counts(read_page(browser)["legend"]) == final["counts"],
     )
 
     page = read_page(browser)
@@ -324,7 +310,7 @@ def test_page_shows_swarm_trend_and_sentiment(
         live["sentiment"] = 0.62
         publish([live])
         time.sleep(0.3)
-    wait_for(lambda: as_counts(read_page(browser)["counts"]) == counts, "the live window")
+    page_shows("the live window", lambda: as_counts(read_page(browser)["counts"]) == counts)
     save_screenshot(browser, tmp_path / "watch.png")
     assert console_errors(browser) == []
 
@@ -404,7 +390,7 @@ def test_page_shows_the_viewer_count(
             time.sleep(0.4)
             return False
 
-        wait_for(both_show_three, "3 viewers on both pages", timeout_s=30)
+        page_shows("3 viewers on both pages", both_show_three, timeout_s=30)
         assert read_page(browser)["viewersLabel"] == "viewers"
     finally:
         feed.close()
@@ -420,14 +406,14 @@ def test_page_passes_its_token_to_the_feed(
 ) -> None:
     """The page's own ``token`` opens the feed; without one the page says it is offline."""
     browser.get(f"{token_fanout}/watch/{stream}")
-    wait_for(lambda: read_page(browser)["state"] == "offline", "the offline state")
+    page_shows("the offline state", lambda: read_page(browser)["state"] == "offline")
     assert read_page(browser)["status"].startswith("offline, retrying in")
 
     token = mint_token(TOKEN_SECRET, stream, ttl_s=600)
     open_page(browser, token_fanout, stream, f"?token={token}")
     message = swarm_message(stream, 1, counts={"👏": 1200})
     publish([message])
-    wait_for(lambda: as_counts(read_page(browser)["counts"]) == message["counts"], "the swarm")
+    page_shows("the swarm", lambda: as_counts(read_page(browser)["counts"]) == message["counts"])
 
 
 #: Feeds swarm messages to the page's own modules (a WindowHistory of the given span in ms).

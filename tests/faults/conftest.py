@@ -7,9 +7,6 @@ stack's own ``up`` brings back anything still missing. Everything is stopped at 
 when a scenario fails.
 """
 
-import contextlib
-import random
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +14,10 @@ import pytest
 
 from emostream.localstack.settings import StackSettings
 from emostream.localstack.stack import LocalStack
-from tests.conftest import JAR_CACHE
 from tests.faults._report import ROWS, Row, table
 from tests.faults._swarms import SwarmLog
+from tests.support.ports import fixed_ports
+from tests.support.services import JAR_CACHE
 
 #: Small producer queues, so a broker outage turns into 503s within seconds (the default queue
 #: holds all of a 15 s outage's events in memory, and the senders would never be refused), and
@@ -46,32 +44,6 @@ class FaultStack(LocalStack):
     def fanout_url(self) -> str:
         """Base URL of fanout."""
         return f"http://127.0.0.1:{self.settings.fanout_port}"
-
-
-def fixed_ports(n: int) -> list[int]:
-    """``n`` different free ports below the kernel's ephemeral range."""
-    ports: set[int] = set()
-    while len(ports) < n:
-        ports.add(fixed_port())
-    return sorted(ports)
-
-
-def fixed_port() -> int:
-    """A free port below the kernel's ephemeral range.
-
-    A part killed mid-run binds its port again when it restarts, up to a minute later (the
-    Spark job binds its metrics port only once its session is up). A port from the ephemeral
-    range (what binding port 0 hands out) may meanwhile have been given to any outgoing
-    connection on the machine, the restarting JVM's own included, and the restart would fail
-    with "address already in use". Ports below the range are only ever taken on purpose.
-    """
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(1000):
-        port = random.randrange(20000, low)
-        with socket.socket() as s, contextlib.suppress(OSError):
-            s.bind(("127.0.0.1", port))
-            return port
-    raise RuntimeError(f"no free port between 20000 and {low}")
 
 
 class Say:

@@ -26,6 +26,7 @@ from tests.faults._swarms import SwarmLog
 from tests.faults._traffic import Traffic
 from tests.faults._viewers import Viewer
 from tests.faults.conftest import FaultStack, Say, log_tail
+from tests.support.waiting import poll_until, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -35,6 +36,8 @@ RATE = 300.0
 #: Generous bounds for a busy two-core machine; they only bound waiting, nothing is timed.
 CATCH_UP_S = 300.0
 RECOVER_S = 300.0
+#: How often a wait checks again.
+POLL_S = 0.5
 
 
 @dataclass
@@ -56,13 +59,20 @@ class Scenario:
         self.started = time.time()
         self.traffic.start()
         try:
-            _wait(lambda: self.traffic.total_accepted > 0, "first 2xx", RECOVER_S)
+            wait_until(
+                "first 2xx", lambda: self.traffic.total_accepted > 0, RECOVER_S, interval_s=POLL_S
+            )
             time.sleep(max(0.0, self.started + fault_after_s - time.time()))
             pids = self.pids()
             self.fault_at = time.time()
             fault()
             back = time.time()
-            _wait(lambda: self.traffic.accepted_since(back) > 0, "2xx after the fault", RECOVER_S)
+            wait_until(
+                "2xx after the fault",
+                lambda: self.traffic.accepted_since(back) > 0,
+                RECOVER_S,
+                interval_s=POLL_S,
+            )
             time.sleep(max(self.started + send_s - time.time(), 10.0))
         finally:
             self.traffic.stop()
@@ -72,14 +82,6 @@ class Scenario:
     def pids(self) -> dict[str, int | None]:
         """The pid of every part of the stack."""
         return {p.name: self.stack.procs.running_pid(p.name) for p in self.stack.parts}
-
-
-def _wait(ready: Callable[[], bool], what: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s:.0f} s")
-        time.sleep(0.5)
 
 
 def _part(stack: FaultStack, name: str) -> Part:
@@ -100,7 +102,7 @@ def _kill_group(stack: FaultStack, part: str) -> None:
     os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):  # already reaped
         os.waitpid(pid, 0)
-    _wait(lambda: not _live_members(pid), f"{part}'s processes gone", 60)
+    wait_until(f"{part}'s processes gone", lambda: not _live_members(pid), 60, interval_s=POLL_S)
 
 
 def _proc_stats() -> Iterator[tuple[int, list[str]]]:
@@ -129,17 +131,15 @@ def _verify(scenario: Scenario, rows: list[Row]) -> None:
         scenario.streams,
         scenario.traffic,
     )
-    not_ready: list[str] = []
+    # One bound for all the parts together; a part still not ready is reported, not waited for.
     deadline = time.monotonic() + RECOVER_S
-    for part in stack.parts:
-        while not part.ready() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if not part.ready():
-            not_ready.append(part.name)
+    not_ready = [
+        part.name
+        for part in stack.parts
+        if not poll_until(part.ready, deadline - time.monotonic(), interval_s=POLL_S)
+    ]
     accepted = Counter(traffic.accepted)
-    deadline = time.monotonic() + CATCH_UP_S
-    while log.counted(streams) != accepted and time.monotonic() < deadline:
-        time.sleep(1)
+    poll_until(lambda: log.counted(streams) == accepted, CATCH_UP_S, interval_s=1)
     time.sleep(5)  # anything counted twice would still be arriving
     counted = log.counted(streams)
     first_swarm = log.first_counting_after(streams, scenario.fault_at)
@@ -244,14 +244,17 @@ def test_fanout_worker_killed_under_viewers(
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
         killed.extend(workers)
-        _wait(
-            lambda: bool(set(_workers(master)) - set(killed)) and _part(healed, "fanout").ready(),
+        wait_until(
             "a new fanout worker",
+            lambda: bool(set(_workers(master)) - set(killed)) and _part(healed, "fanout").ready(),
             RECOVER_S,
+            interval_s=POLL_S,
         )
 
     try:
-        _wait(lambda: all(v.connections for v in viewers), "viewers connected", 120)
+        wait_until(
+            "viewers connected", lambda: all(v.connections for v in viewers), 120, interval_s=POLL_S
+        )
         scenario.run(fault, fault_after_s=10, send_s=30)
         assert scenario.restarted == [], f"restarted: {scenario.restarted}"
         _verify(scenario, fault_rows)
@@ -259,18 +262,19 @@ def test_fanout_worker_killed_under_viewers(
         kafka_ids = {
             s: sorted({f.swarm["id"] for f in swarm_log.of([s])}) for s in scenario.streams
         }
-        deadline = time.monotonic() + CATCH_UP_S
-        while any(v.ids[-1:] != kafka_ids[v.stream][-1:] for v in viewers):
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    "viewers never received their stream's last swarm: "
-                    + "; ".join(
-                        f"{v.stream}: {len(v.ids)} of {len(kafka_ids[v.stream])} swarms, "
-                        f"{len(v.connections)} connections, errors {v.errors[-3:]}"
-                        for v in viewers
-                    )
+        wait_until(
+            lambda: (
+                "the viewers to receive their stream's last swarm: "
+                + "; ".join(
+                    f"{v.stream}: {len(v.ids)} of {len(kafka_ids[v.stream])} swarms, "
+                    f"{len(v.connections)} connections, errors {v.errors[-3:]}"
+                    for v in viewers
                 )
-            time.sleep(0.5)
+            ),
+            lambda: all(v.ids[-1:] == kafka_ids[v.stream][-1:] for v in viewers),
+            CATCH_UP_S,
+            interval_s=POLL_S,
+        )
     finally:
         for v in viewers:
             v.stop()

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from emostream.localstack import checks
 from emostream.localstack.process import ProcessDir
-from emostream.localstack.stack import gunicorn_command
-from tests.conftest import ROOT, free_port, wait_until
 from tests.ingest.conftest import Server, serve
+from tests.support.servers import start_role
+from tests.support.services import ROOT
 
 #: Examples per operation (and per property); small by default, raised for a campaign.
 FUZZ_EXAMPLES = int(os.environ.get("EMOSTREAM_FUZZ_EXAMPLES", "25"))
@@ -47,10 +46,6 @@ def fanout_url(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[s
 
     One-second heartbeats, so a feed the fuzzer has left is noticed and closed quickly.
     """
-    port = free_port()
     env = {**service_env, "EMOSTREAM_HEARTBEAT_S": "1"}
-    processes.start("fanout-fuzz", gunicorn_command("fanout", port, "gevent"), env, ROOT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: checks.http_ok(f"{url}/readyz"), "fanout server for fuzzing", 60)
-    yield url
+    yield start_role(processes, "fanout-fuzz", "fanout", "gevent", env)
     processes.stop("fanout-fuzz", grace_s=10)

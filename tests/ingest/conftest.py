@@ -15,7 +15,9 @@ import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from emostream.common.events import Reaction
-from tests.conftest import ROOT, free_port
+from tests.support.ports import free_port
+from tests.support.servers import running
+from tests.support.waiting import wait_until
 
 APP = "emostream.ingest.app:create_app()"
 
@@ -47,35 +49,29 @@ def serve(env: dict[str, str], log: Path, ready_path: str = "/readyz") -> Iterat
         sys.executable, "-m", "gunicorn", "-c", "python:emostream.ingest.gunicorn_conf",
         "--bind", f"127.0.0.1:{port}", APP,
     ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", proc, log)
-    try:
+    with running(cmd, env, log, stop_s=30) as proc:
+        server = Server(f"http://127.0.0.1:{port}", proc, log)
         wait_ready(server, ready_path)
         yield server
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def wait_ready(server: Server, path: str = "/readyz", timeout_s: float = 60) -> None:
     """Wait until ``path`` answers 200, failing with the server's log if it never does."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if server.proc.poll() is not None:
             pytest.fail(f"gunicorn exited early:\n{server.logs()[-3000:]}")
         try:
-            if requests.get(server.url + path, timeout=2).status_code == 200:
-                return
+            return requests.get(server.url + path, timeout=2).status_code == 200
         except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"ingest not ready after {timeout_s} s:\n{server.logs()[-3000:]}")
+            return False
+
+    wait_until(
+        lambda: f"ingest to answer {path} with 200:\n{server.logs()[-3000:]}",
+        ready,
+        timeout_s,
+        interval_s=0.2,
+    )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 from emostream.ingest.settings import IngestSettings
-from tests.conftest import ROOT
+from tests.support.services import ROOT
 
 MODULE = "emostream.ingest.gunicorn_conf"
 

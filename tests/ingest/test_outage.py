@@ -16,11 +16,12 @@ import pytest
 import requests
 
 from emostream.localstack.jars import kafka_broker_jars
-from emostream.localstack.kafka import KafkaBroker, ensure_topics, kafka_ready
+from emostream.localstack.kafka import KafkaBroker, ensure_topics
 from emostream.localstack.process import ProcessDir
-from tests.conftest import JAR_CACHE, KAFKA_VERSION, ROOT, free_port, wait_until
 from tests.ingest.conftest import read_topic, serve
 from tests.ingest.test_server import Sender
+from tests.support.services import JAR_CACHE, KAFKA_VERSION, local_broker, start_broker
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,8 +41,13 @@ class OwnBroker:
 
     def start(self) -> None:
         """Start it (again, on the same ports and data) and wait until it answers."""
-        self.procs.start("outage-kafka", self.broker.command(), os.environ, ROOT)
-        wait_until(lambda: kafka_ready(self.bootstrap), "the outage test's broker")
+        start_broker(
+            self.procs,
+            self.broker,
+            env=os.environ,
+            name="outage-kafka",
+            what="the outage test's broker",
+        )
 
     def stop(self) -> None:
         """Stop it (SIGTERM, as an orchestrator would)."""
@@ -52,14 +58,9 @@ class OwnBroker:
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnBroker]:
     """A single-node broker on free ports, with a six-partition reactions topic."""
     root = tmp_path_factory.mktemp("outage")
-    broker = KafkaBroker(
-        jars=kafka_broker_jars(JAR_CACHE, KAFKA_VERSION),
-        data_dir=root / "kafka",
-        port=free_port(),
-        controller_port=free_port(),
-        heap="256m",
+    broker = local_broker(
+        root / "kafka", jars=kafka_broker_jars(JAR_CACHE, KAFKA_VERSION), heap="256m"
     )
-    broker.prepare()
     own = OwnBroker(broker, ProcessDir(root / "run", root / "logs"), "outage-reactions")
     own.start()
     ensure_topics(own.bootstrap, {own.topic: 6})
@@ -89,16 +90,16 @@ def test_broker_outage_is_503_then_recovers_and_loses_nothing(
     }
     with serve(env, tmp_path / "gunicorn.log") as server:
         sender = Sender(f"{server.url}/v1/streams/{stream}/reactions").start(threads=2)
-        wait_until(lambda: len(sender.accepted) >= 200, "events accepted before the outage", 30)
+        wait_until("events accepted before the outage", lambda: len(sender.accepted) >= 200, 30)
 
         own_broker.stop()
-        wait_until(lambda: sender.count(503) >= 20, "503s while the broker is down", 60)
+        wait_until("503s while the broker is down", lambda: sender.count(503) >= 20, 60)
         during = len(sender.accepted)
         assert requests.get(f"{server.url}/readyz", timeout=10).status_code == 503
 
         own_broker.start()
         wait_until(
-            lambda: len(sender.accepted) >= during + 500, "2xx again after the broker is back", 90
+            "2xx again after the broker is back", lambda: len(sender.accepted) >= during + 500, 90
         )
         sender.stop()
         assert requests.get(f"{server.url}/readyz", timeout=10).status_code == 200

@@ -12,7 +12,8 @@ from emostream.ingest._metrics import IngestMetrics
 from emostream.ingest._ratelimit import RateLimiter
 from emostream.ingest.settings import IngestSettings
 from emostream.localstack import checks
-from tests.conftest import free_port, wait_until
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +107,7 @@ def test_redis_down_fails_open_counted_logged_and_recovers(
 
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
         try:
-            wait_until(lambda: checks.redis_ready(url), "Redis", 30)
+            wait_until("Redis", lambda: checks.redis_ready(url), 30)
             time.sleep(0.35)
             # Checked again: the limit holds once more (burst 1).
             first, second = limiter.acquire({"u": 1}), limiter.acquire({"u": 1})
@@ -119,7 +120,7 @@ def test_redis_down_fails_open_counted_logged_and_recovers(
             proc.terminate()
             proc.wait()
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-            wait_until(lambda: checks.redis_ready(url), "Redis", 30)
+            wait_until("Redis", lambda: checks.redis_ready(url), 30)
             assert not limiter.acquire({"v": 1}).checked
             time.sleep(0.35)
             assert limiter.acquire({"v": 1}).checked

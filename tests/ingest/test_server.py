@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Topics, free_port
+from tests.conftest import Topics
 from tests.ingest.conftest import Server, metric, read_topic, serve
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 

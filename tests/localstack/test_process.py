@@ -12,6 +12,7 @@ import pytest
 from emostream.common.errors import StackError
 from emostream.localstack import checks
 from emostream.localstack.process import ProcessDir
+from tests.support.waiting import wait_until
 
 # A parent that spawns a child which ignores SIGTERM: stopping must still leave nothing behind.
 STUBBORN_FAMILY = (
@@ -41,10 +42,12 @@ def test_a_part_that_exited_is_not_running(tmp_path: Path) -> None:
         "quitter", [sys.executable, "-c", "import time; time.sleep(0.3)"], os.environ, tmp_path
     )
     assert procs.running_pid("quitter") is not None
-    deadline = time.monotonic() + 30
-    while procs.running_pid("quitter") is not None:
-        assert time.monotonic() < deadline, "an exited part still counts as running"
-        time.sleep(0.1)
+    wait_until(
+        "the exited part to count as gone",
+        lambda: procs.running_pid("quitter") is None,
+        30,
+        interval_s=0.1,
+    )
 
 
 def test_a_reused_pid_is_not_taken_for_ours(tmp_path: Path) -> None:
