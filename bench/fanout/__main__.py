@@ -1,5 +1,6 @@
 """``python -m bench.fanout``: run the fanout benchmark and print its figures."""
 
+from bench._main import run
 from bench.fanout.run import main
 
-raise SystemExit(main())
+run(main)

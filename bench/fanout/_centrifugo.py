@@ -23,8 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
-from bench._brokers import ROOT, free_port, wait_for
 from bench.fanout._services import Server, http_status
+from tests.support.ports import free_port
+from tests.support.services import ROOT
+from tests.support.waiting import wait_until
 
 from emostream.localstack.process import ProcessDir
 from emostream.localstack.settings import StackSettings
@@ -88,11 +90,7 @@ def serve(binary: Path, procs: ProcessDir, work: Path, *, streams: list[str]) ->
     config.write_text(json.dumps(_config(port)))
     pid = procs.start("centrifugo", [str(binary), "--config", str(config)], os.environ, ROOT)
     try:
-        wait_for(
-            lambda: http_status(f"http://127.0.0.1:{port}/health") == 200,
-            "Centrifugo",
-            timeout_s=30,
-        )
+        wait_until("Centrifugo", lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, 30)
         paths = [
             "/connection/uni_sse?cf_connect="
             + urllib.parse.quote(json.dumps({"token": connection_token(s)}, separators=(",", ":")))

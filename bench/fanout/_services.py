@@ -20,7 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._brokers import ROOT, free_port, wait_for
+from tests.support.ports import free_port
+from tests.support.services import ROOT
+from tests.support.waiting import wait_until
 
 from emostream.localstack.process import ProcessDir
 from emostream.localstack.stack import gunicorn_command
@@ -124,7 +126,7 @@ def _served(
     pid = procs.start(name, cmd, env, ROOT)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_for(_ready_everywhere(f"{url}/readyz", procs, name), name, timeout_s=ready_s)
+        wait_until(name, _ready_everywhere(f"{url}/readyz", procs, name), ready_s)
         paths = [f"/v1/streams/{s}/events" for s in streams]
         yield Server(name, pid, [("127.0.0.1", port)], paths, description)
     finally:

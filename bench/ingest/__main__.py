@@ -1,5 +1,6 @@
 """``python -m bench.ingest``: run the ingest benchmark and print its figures."""
 
+from bench._main import run
 from bench.ingest.run import main
 
-raise SystemExit(main())
+run(main)

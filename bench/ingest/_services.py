@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._brokers import ROOT, free_port, wait_for
 from confluent_kafka import Consumer, TopicPartition
+from tests.support.ports import free_port
+from tests.support.servers import running
+from tests.support.waiting import wait_until
 
 from emostream.localstack.kafka import ensure_topics
 
@@ -107,19 +109,10 @@ def gunicorn(app: str, config: ServerConfig, env: Mapping[str, str], log: Path) 
         "EMOSTREAM_THREADS": str(config.threads),
         "EMOSTREAM_LOG_LEVEL": "WARNING",
     }
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(url, proc), f"gunicorn serving {app}", timeout_s=60)
+    with running(cmd, full_env, log, stop_s=60, append=True) as proc:
+        wait_until(f"gunicorn serving {app}", lambda: _answers(url, proc), 60)
         yield Server(url, proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _answers(url: str, proc: "subprocess.Popen[bytes]") -> bool:
