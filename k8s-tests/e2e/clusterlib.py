@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from kubernetes import client
+from tests.support.waiting import WaitTimeoutError, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -27,6 +28,8 @@ RELEASE = "e2e"
 CHART_VALUES = [CHART / "ci" / "kind-values.yaml", HERE / "values.yaml"]
 # Object names are <fullname>-<component>; a fixed fullname keeps them independent of RELEASE.
 FULLNAME = "emostream"
+#: How often a wait on the cluster asks again (each ask is a kubectl or HTTP round trip).
+POLL_S = 0.5
 
 
 def version() -> str:
@@ -63,17 +66,6 @@ def tool(env: str, local: Path | None, name: str) -> str:
     if not found:
         raise RuntimeError(f"{name} not found: set {env} or put it on PATH")
     return found
-
-
-def wait_until(
-    check: Callable[[], bool], what: str, timeout_s: float, every_s: float = 0.5
-) -> None:
-    """Poll ``check`` until it holds; fail the test naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(every_s)
 
 
 def open_sse_feeds(fanout_url: str, stream: str, count: int) -> list[socket.socket]:
@@ -171,22 +163,41 @@ class Cluster:
     def wait_ready(self, timeout_s: float) -> None:
         """Wait until every pod is ready or has succeeded, printing each pod's changes."""
         seen: dict[str, str] = {}
-        deadline = time.monotonic() + timeout_s
-        while True:
+        pending: list[str] = []
+
+        def all_ready() -> bool:
+            nonlocal seen
             now = self.pods_summary()
             for name, state in sorted(now.items()):
                 if seen.get(name) != state:
                     self.progress.say(f"  {name}: {state}")
             seen = now
-            pending = [
+            pending[:] = [
                 n for n, s in now.items() if not s.startswith("Succeeded") and not _all_ready(s)
             ]
-            if now and not pending:
-                return
-            if time.monotonic() > deadline:
-                self.dump_diagnostics()
-                raise RuntimeError(f"not ready after {timeout_s:.0f} s: {', '.join(pending)}")
-            time.sleep(2)
+            return bool(now) and not pending
+
+        self.wait(
+            lambda: f"every pod to be ready; not yet: {', '.join(pending)}",
+            all_ready,
+            timeout_s,
+            interval_s=2,
+        )
+
+    def wait(
+        self,
+        what: str | Callable[[], str],
+        ready: Callable[[], object],
+        timeout_s: float,
+        *,
+        interval_s: float,
+    ) -> None:
+        """:func:`wait_until` ``ready``; when it times out, print the diagnostics first."""
+        try:
+            wait_until(what, ready, timeout_s, interval_s=interval_s)
+        except WaitTimeoutError:
+            self.dump_diagnostics()
+            raise
 
     def dump_diagnostics(self) -> None:
         """Print events and the end of every pod's log, to explain a failed wait."""

@@ -16,7 +16,6 @@ the run's timings to, as name<TAB>seconds lines; run.sh prints them in its table
 """
 
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,12 +94,7 @@ def kafka(cluster: Cluster, progress: Progress) -> str:
     def topics_made() -> bool:
         return bool(cluster.get("job", "kafka-topics")["status"].get("succeeded"))
 
-    deadline = time.monotonic() + 300
-    while not topics_made():
-        if time.monotonic() > deadline:
-            cluster.dump_diagnostics()
-            raise RuntimeError("the Kafka topics were not created within 300 s")
-        time.sleep(2)
+    cluster.wait("the Kafka topics to be created", topics_made, 300, interval_s=2)
     progress.mark("kafka ready with topics", start)
     return f"kafka.{cluster.namespace}.svc:9092"
 

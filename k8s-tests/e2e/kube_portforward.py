@@ -5,19 +5,13 @@ goes away. Restarting it on the same port lets a client that reconnects (the SSE
 with Last-Event-ID) reach the next pod while a Deployment rolls.
 """
 
-import socket
 import subprocess
 import threading
 import time
 
 import requests
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.support.ports import free_port
+from tests.support.waiting import WaitTimeoutError, wait_until
 
 
 class PortForward:
@@ -29,7 +23,7 @@ class PortForward:
     def __init__(
         self, kubectl: str, namespace: str, target: str, remote: int, health: str = "/healthz"
     ) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self._health = health
         self.url = f"http://127.0.0.1:{self.port}"
         self.restarts = 0
@@ -59,12 +53,13 @@ class PortForward:
 
     def __enter__(self) -> "PortForward":
         self._thread.start()
-        deadline = time.monotonic() + 60
-        while not self._answers():
-            if time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError(f"{' '.join(self._cmd)} gave no answer within 60 s")
-            time.sleep(0.5)
+        try:
+            wait_until(
+                f"an answer through {' '.join(self._cmd)}", self._answers, 60, interval_s=0.5
+            )
+        except WaitTimeoutError:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from clusterlib import CHART, FULLNAME, HERE, Cluster, Progress, open_sse_feeds, wait_until
+from clusterlib import CHART, FULLNAME, HERE, POLL_S, Cluster, Progress, open_sse_feeds
+from tests.support.waiting import wait_until
 
 from emostream.client import EmostreamClient
 
@@ -122,7 +123,7 @@ def _replicas(cluster: Cluster, tier: str) -> tuple[int, int, str]:
     return deployment["status"].get("readyReplicas", 0), hpa.get("desiredReplicas", 0), current
 
 
-def _wait_for(
+def _wait_for_pods(
     cluster: Cluster, progress: Progress, want: int, what: str, load: Load | None = None
 ) -> dict[str, float]:
     """Wait until every tier has ``want`` ready pods (and no more); return when each got there."""
@@ -143,7 +144,7 @@ def _wait_for(
                 reached[tier] = progress.elapsed() - start
         return len(reached) == len(TIERS)
 
-    wait_until(done, what, 420, every_s=2)
+    wait_until(what, done, 420, interval_s=2)
     return reached
 
 
@@ -155,20 +156,27 @@ def test_autoscalers_scale_up_under_load_and_back_down(
     progress: Progress,
 ) -> None:
     """Under load both tiers reach three ready pods; without it, both return to one."""
-    wait_until(lambda: all(_replicas(cluster, t)[0] == 1 for t in TIERS), "one pod per tier", 300)
+    wait_until(
+        "one pod per tier",
+        lambda: all(_replicas(cluster, t)[0] == 1 for t in TIERS),
+        300,
+        interval_s=POLL_S,
+    )
     load = Load(fanout_url=fanout_url, ingest_url=ingest_url)
     stream = f"e2e-scale-{uuid.uuid4().hex[:8]}"
     try:
         load.open_feeds(stream)
         load.start_requests(stream)
         progress.say(f"load on: {FEEDS} SSE feeds open, {REQUESTS_PER_S} requests/s to ingest")
-        up = _wait_for(cluster, progress, MAX_REPLICAS, "both tiers scaled to 3 ready pods", load)
+        up = _wait_for_pods(
+            cluster, progress, MAX_REPLICAS, "both tiers scaled to 3 ready pods", load
+        )
     finally:
         load.stop()
     progress.say(f"load off after {load.sent} reactions accepted")
     for tier, seconds in up.items():
         progress.timings[f"autoscaler: {tier} 1 -> {MAX_REPLICAS} ready pods, load on"] = seconds
-    down = _wait_for(cluster, progress, 1, "both tiers back to 1 pod")
+    down = _wait_for_pods(cluster, progress, 1, "both tiers back to 1 pod")
     for tier, seconds in down.items():
         progress.timings[f"autoscaler: {tier} {MAX_REPLICAS} -> 1 pod, load off"] = seconds
     assert load.sent > 0

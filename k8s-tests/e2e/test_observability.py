@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 import requests
-from clusterlib import CHART, FULLNAME, Cluster, Progress, open_sse_feeds, wait_until
+from clusterlib import CHART, FULLNAME, Cluster, Progress, open_sse_feeds
+from tests.support.waiting import wait_until
 
 from emostream.client import EmostreamClient
 from emostream.client.errors import RequestRejectedError
@@ -92,15 +93,19 @@ def test_dashboard_panels_show_data(
     # A panel passes once it has shown a number: a rate over one minute of a single rejection
     # shows it for about that minute only.
     waiting = dict(ours)
-    deadline = time.monotonic() + 120
-    while True:
+
+    def all_shown() -> bool:
         for title, exprs in list(waiting.items()):
             if any(_has_number(_query(prometheus_url, e)) for e in exprs):
                 del waiting[title]
-        if not waiting:
-            break
-        assert time.monotonic() < deadline, f"panels without data after 120 s: {sorted(waiting)}"
-        time.sleep(5)
+        return not waiting
+
+    wait_until(
+        lambda: f"data on every panel; still none on {sorted(waiting)}",
+        all_shown,
+        120,
+        interval_s=5,
+    )
     progress.say(f"dashboard: all {len(ours)} panels on the chart's metrics show data")
 
 
@@ -123,7 +128,7 @@ def test_alert_rules_evaluate_and_the_critical_ones_stay_quiet(
         loaded.update({r["name"]: r for r in rules if r["type"] == "alerting"})
         return bool(loaded) and all(r["health"] != "unknown" for r in loaded.values())
 
-    wait_until(evaluated, "every alert rule to be evaluated", 60, every_s=2)
+    wait_until("every alert rule to be evaluated", evaluated, 60, interval_s=2)
     assert set(loaded) == set(expected)
     failing = {name: r.get("lastError") for name, r in loaded.items() if r["health"] != "ok"}
     assert not failing, f"rules that do not evaluate: {failing}"

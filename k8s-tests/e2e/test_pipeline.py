@@ -6,56 +6,17 @@ Spark driver and its executor pods, Redis, fanout pods.
 
 import math
 import re
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clusterlib import CHART, FULLNAME, Cluster, Progress, wait_until
+from clusterlib import CHART, FULLNAME, POLL_S, Cluster, Progress
 from kube_portforward import PortForward
+from tests.support.feeds import SwarmCollector
+from tests.support.waiting import wait_until
 
 from emostream.client import EmostreamClient
-
-
-class SwarmCollector:
-    """Reads a stream's SSE feed in the background, keeping each window's latest swarm."""
-
-    def __init__(self, client: EmostreamClient, stream: str) -> None:
-        self.windows: dict[str, dict[str, Any]] = {}
-        self.ids: list[str] = []
-        self.error: Exception | None = None
-        self._client = client
-        self._stream = stream
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            for swarm in self._client.swarms(self._stream, timeout=60, max_failures=None):
-                self.ids.append(swarm["id"])
-                self.windows[swarm["window_start"]] = swarm
-                if self._done.is_set():
-                    return
-        except Exception as exc:  # noqa: BLE001 - handed to the test through totals()
-            self.error = exc
-
-    def totals(self) -> dict[str, int]:
-        """Per emoji, the sum over windows of each window's latest (running or final) count."""
-        assert self.error is None, f"the feed failed: {self.error!r}"
-        out: dict[str, int] = {}
-        for swarm in list(self.windows.values()):
-            for emoji, n in swarm["counts"].items():
-                out[emoji] = out.get(emoji, 0) + n
-        return out
-
-    def __enter__(self) -> "SwarmCollector":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._done.set()
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +47,13 @@ def test_exact_counts_arrive_on_the_sse_feed(client: EmostreamClient, progress: 
     stream = _stream()
     batch = [{"user_id": f"u{i}", "emoji": "❤️"} for i in range(2500)]
     batch += [{"user_id": f"v{i}", "emoji": "😂"} for i in range(300)]
-    with SwarmCollector(client, stream) as feed:
+    with SwarmCollector(client, stream, timeout=60, max_failures=None) as feed:
         start = progress.elapsed()
         accepted = sum(client.send(stream, batch[i : i + 500]) for i in range(0, len(batch), 500))
         assert accepted == 2800
-        wait_until(lambda: feed.totals() == {"❤️": 2500, "😂": 300}, "exact counts", 300)
+        wait_until(
+            "exact counts", lambda: feed.totals() == {"❤️": 2500, "😂": 300}, 300, interval_s=POLL_S
+        )
         progress.mark("first swarm with exact counts after the sends", start)
     _check_swarms(feed, stream)
 
@@ -113,19 +76,26 @@ def test_feed_resumes_without_a_gap_while_fanout_rolls(
         assert client.send(stream, reactions) == n
         sent[emoji] = sent.get(emoji, 0) + n
 
-    with SwarmCollector(client, stream) as feed:
+    with SwarmCollector(client, stream, timeout=60, max_failures=None) as feed:
         send("🔥", 400, "a")
-        wait_until(lambda: feed.totals() == sent, "counts before the roll", 120)
+        wait_until("counts before the roll", lambda: feed.totals() == sent, 120, interval_s=POLL_S)
         old_pods = set(_fanout_pods(cluster))
         start = progress.elapsed()
         cluster.run("kubectl", "rollout", "restart", f"deployment/{deployment}")
         send("👏", 300, "b")
         cluster.run("kubectl", "rollout", "status", f"deployment/{deployment}", "--timeout=180s")
         # The old pods keep serving while they drain; the feed moves when they are gone.
-        wait_until(lambda: not old_pods & set(_fanout_pods(cluster)), "old fanout pods gone", 120)
+        wait_until(
+            "old fanout pods gone",
+            lambda: not old_pods & set(_fanout_pods(cluster)),
+            120,
+            interval_s=POLL_S,
+        )
         progress.mark("fanout rollout, old pods gone", start)
         send("😂", 200, "c")
-        wait_until(lambda: feed.totals() == sent, "exact counts after the roll", 120)
+        wait_until(
+            "exact counts after the roll", lambda: feed.totals() == sent, 120, interval_s=POLL_S
+        )
     _check_swarms(feed, stream)
     # The pod the feed was on went away, so the feed really moved to a new pod.
     assert fanout_forward.restarts > forwards_before
@@ -157,15 +127,16 @@ def test_in_cluster_load_test_completes(cluster: Cluster, release: str, progress
         "--set", "loadtest.spawnRate=5", "--set", "loadtest.runTime=30s",
     )  # fmt: skip
     selector = "app.kubernetes.io/component=loadtest-master"
-    deadline = time.monotonic() + 400
-    while True:
+
+    def finished() -> tuple[str, dict[str, Any]] | None:
+        """The load test job's name and status once it succeeded or failed."""
         jobs = cluster.get("jobs", "-l", selector)["items"]
         status = jobs[0]["status"] if jobs else {}
         if status.get("succeeded") or status.get("failed"):
-            break
-        assert time.monotonic() < deadline, "the load test did not finish within 400 s"
-        time.sleep(3)
-    name = jobs[0]["metadata"]["name"]
+            return jobs[0]["metadata"]["name"], status
+        return None
+
+    name, status = wait_until("the load test to finish", finished, 400, interval_s=3)
     log = cluster.run("kubectl", "logs", f"job/{name}", "--tail=120")
     progress.mark("in-cluster load test (30 s run)", start)
     # The request table's last row: "Aggregated  <requests>  <failures>(<percent>%) | ...".
