@@ -9,7 +9,7 @@
 #                                    kind's images/base/Dockerfile does
 #   emostream/net-base:bookworm      minbase plus iptables, nftables, conntrack and ipset: the
 #                                    base of the kube-proxy image
-# The trees are kept as tarballs in .emostream/cluster/rootfs/; an image that is missing is
+# The trees are kept as tarballs in <cache>/rootfs/ (lib.sh); an image that is missing is
 # imported again from its tarball, and debootstrap runs only when the tarball is missing too.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

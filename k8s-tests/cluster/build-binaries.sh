@@ -9,7 +9,7 @@
 #   etcd, coredns            the versions `kubeadm config images list` names
 #   local-path-provisioner, containerd, runc, crictl   the node's and the system pods'
 #   pause                    a static C program (images/pause.c here), built with gcc
-# Each component lands in .emostream/cluster/bin/<name>-<version>/ and is skipped when that
+# Each component lands in <cache>/bin/<name>-<version>/ (lib.sh) and is skipped when that
 # directory is complete. Versions: versions.env.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

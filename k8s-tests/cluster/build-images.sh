@@ -8,14 +8,16 @@
 #   registry.k8s.io/kube-{apiserver,controller-manager,scheduler}  static binary, no OS
 #   registry.k8s.io/kube-proxy        Debian + iptables/nftables/conntrack/ipset and a wrapper
 #                                     that picks the node's iptables backend
+#                                     (images/iptables-wrapper.sh)
 #   registry.k8s.io/etcd, registry.k8s.io/coredns/coredns          static binaries, no OS
 #   registry.k8s.io/pause             a tiny static C program; tagged also with the tag of
 #                                     the sandbox_image in kind's containerd config
 #   emostream/kind-base:<kind>        the node's base: Debian with systemd and kind's files
-#                                     (build-base.sh) plus containerd, runc and CNI config
+#                                     (build-base.sh) plus containerd, runc, the pod network
+#                                     and egress guard services (images/node/)
 # plus local-path-provisioner and its helper. An image is built again only when its base image
 # or the files it is built from changed. The list of images is written to
-# .emostream/cluster/system-images.txt for build-node-image.sh.
+# <cache>/system-images.txt for build-node-image.sh.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -78,11 +80,11 @@ build_kube_proxy() {
   image="$(kubeadm_image kube-proxy)"
   context="$(context_dir kube-proxy)"
   cp "${K8S_BIN}/kube-proxy" "${context}/"
-  install -m 0755 "${HERE}/images/kube-proxy-wrapper.sh" "${context}/"
+  install -m 0755 "${HERE}/images/iptables-wrapper.sh" "${context}/"
   cat >"${context}/Dockerfile" <<DOCKERFILE
-FROM emostream/net-base:bookworm
+FROM ${NET_BASE}
 COPY kube-proxy /usr/local/lib/kube-proxy/kube-proxy
-COPY kube-proxy-wrapper.sh /usr/local/bin/kube-proxy
+COPY iptables-wrapper.sh /usr/local/bin/kube-proxy
 DOCKERFILE
   build_image "${image}" "${context}"
 }
@@ -128,36 +130,38 @@ build_local_path() {
   # The helper pod only runs sh, mkdir, chmod and rm on the node's volume directory.
   local context
   context="$(context_dir local-path-helper)"
-  echo 'FROM emostream/net-base:bookworm' >"${context}/Dockerfile"
+  echo "FROM ${NET_BASE}" >"${context}/Dockerfile"
   build_image "${LOCAL_PATH_HELPER}" "${context}"
 }
 
 # The node's base: containerd, runc and crictl, the runtime spec kind derives from
-# `ctr oci spec`, the CNI config kindnetd would have written (a ptp network, no bridge), and
-# the egress guard (images/node/egress-guard.sh) that keeps cluster traffic on this machine.
+# `ctr oci spec`, and two services of this cluster that start before the kubelet: the pod
+# network (images/node/pod-network.sh: the CNI config for the node's pod subnet, routes to the
+# other nodes' pods, as kindnetd does) and the egress guard (images/node/egress-guard.sh) that
+# keeps cluster traffic on this machine.
 build_kind_base() {
   local context
   context="$(context_dir kind-base)"
   cp "${BIN}/containerd-${CONTAINERD_VERSION}"/{containerd,ctr,containerd-shim-runc-v2} "${context}/"
-  cp "${BIN}/runc-${RUNC_VERSION}/runc" "${BIN}/crictl-${CRICTL_VERSION}/crictl" \
-    "${HERE}/images/10-ptp.conflist" "${context}/"
-  cp "${HERE}/images/node/egress-guard.sh" "${HERE}/images/node/egress-guard.service" "${context}/"
+  cp "${BIN}/runc-${RUNC_VERSION}/runc" "${BIN}/crictl-${CRICTL_VERSION}/crictl" "${context}/"
+  cp "${HERE}"/images/node/{egress-guard.sh,egress-guard.service,pod-network.sh,pod-network.service,10-ptp.conflist.in} \
+    "${context}/"
   cat >"${context}/Dockerfile" <<'DOCKERFILE'
 FROM emostream/kind-rootfs:bookworm
 # systemd stops on SIGRTMIN+3; `docker import` cannot set a stop signal.
 STOPSIGNAL SIGRTMIN+3
 COPY containerd ctr containerd-shim-runc-v2 crictl /usr/local/bin/
 COPY runc /usr/local/sbin/runc
-COPY 10-ptp.conflist /etc/cni/net.d/10-ptp.conflist
-COPY egress-guard.sh /kind/bin/egress-guard.sh
-COPY egress-guard.service /etc/systemd/system/egress-guard.service
+COPY 10-ptp.conflist.in /kind/cni/10-ptp.conflist.in
+COPY egress-guard.sh pod-network.sh /kind/bin/
+COPY egress-guard.service pod-network.service /etc/systemd/system/
 # A node may lack CAP_SYS_RESOURCE (as on machines whose bounding set has no such capability):
 # then no container may get a lower oom_score_adj than containerd's own, as in rootless kind.
 RUN sed -i 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' /etc/containerd/config.toml \
   && ctr oci spec \
     | jq '.hooks.createContainer[.hooks.createContainer | length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' \
     | jq 'del(.process.rlimits)' > /etc/containerd/cri-base.json \
-  && systemctl enable egress-guard.service \
+  && systemctl enable egress-guard.service pod-network.service \
   && containerd --version && runc --version && crictl --version
 DOCKERFILE
   build_image "emostream/kind-base:${KIND_VERSION}" "${context}"

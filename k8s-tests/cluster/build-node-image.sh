@@ -13,7 +13,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 K8S_BIN="${BIN}/kubernetes-${KUBERNETES_VERSION}"
-MANIFESTS="${CACHE}/manifests"
 CONTAINER=""
 
 cleanup() {
@@ -34,8 +33,8 @@ render_storage_manifest() {
   if grep -E '^\s+image:' "${MANIFESTS}/default-storage.yaml" | grep -qv emostream/; then
     die "storage manifest still names an image not built here"
   fi
-  # The network is the ptp config in the image; kind applies this manifest only when the
-  # cluster's config keeps the default CNI, and then it changes nothing.
+  # The pod network is the node's own service (images/node/pod-network.sh); kind applies this
+  # manifest only when the cluster's config keeps the default CNI, and then it changes nothing.
   cat >"${MANIFESTS}/default-cni.yaml" <<'YAML'
 apiVersion: v1
 kind: ConfigMap
@@ -43,7 +42,7 @@ metadata:
   name: node-network
   namespace: kube-system
 data:
-  cni: ptp and host-local from /etc/cni/net.d/10-ptp.conflist, configured in the node image
+  cni: ptp and host-local for the node's pod subnet, written by pod-network.service in the node image
 YAML
 }
 

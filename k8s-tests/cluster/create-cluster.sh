@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
-# Step 4: create the kind cluster "emostream" from the offline node image, and wait for it.
+# Create the kind cluster (one control-plane and two worker nodes) from the offline node image,
+# and wait for it.
 #
-# usage: k8s-tests/cluster/create-cluster.sh
+# usage: k8s-tests/cluster/create-cluster.sh     (up.sh runs it, then installs the rest)
 #
 # Needs the node image of build.sh ($NODE_IMAGE); kind pulls nothing when it exists. Runs
 # prepare-host.sh first (privileged containers on a machine without every capability). The
-# cluster has no kindnetd: the node image carries a ptp CNI config (disableDefaultCNI), and the
-# kubelet uses the cgroupfs driver, like the node's containerd, because this host's Docker runs
-# cgroup v1. Waits until the node is Ready and CoreDNS answers, then writes the kubeconfig to
-# .emostream/cluster/kubeconfig:
-#   export KUBECONFIG=$PWD/.emostream/cluster/kubeconfig
-# A cluster that already runs is kept; its kubeconfig is written again.
-# Environment: EMOSTREAM_CLUSTER_NAME (default emostream), EMOSTREAM_CLUSTER_RETAIN=1 keeps the
-# node container of a failed creation for `docker exec` and `kind export logs`.
+# cluster has no kindnetd (disableDefaultCNI): each node's pod-network service
+# (images/node/pod-network.sh) writes the ptp CNI config for the pod subnet the controller
+# manager gave the node and routes the other nodes' subnets, and a node is Ready from then on
+# (manifests/pod-network.yaml lets the nodes read each other's Node objects for that).
+# NetworkPolicies are enforced once install-kube-router.sh has run. The kubelet uses the cgroupfs
+# driver, like the node's containerd, because this host's Docker runs cgroup v1. Waits until
+# every node is Ready and CoreDNS and the storage provisioner run, then writes the kubeconfig
+# (its path is printed; env.sh names it). A cluster that already runs with the same nodes is
+# kept; one with other nodes (an older single-node cluster) is named, to be deleted first.
+# Environment: KIND_CLUSTER (default emostream), EMOSTREAM_CLUSTER_WORKERS (default 2),
+# EMOSTREAM_CLUSTER_RETAIN=1 keeps the node containers of a failed creation for `docker exec`
+# and `kind export logs`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CONFIG="${CACHE}/kind-config.yaml"
+CONFIG="${CACHE}/kind-config-${CLUSTER_NAME}.yaml"
+WORKERS="${EMOSTREAM_CLUSTER_WORKERS:-2}"
 
 write_config() {
-  cat >"${CONFIG}" <<YAML
+  {
+    cat <<YAML
 kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 name: ${CLUSTER_NAME}
@@ -33,16 +40,27 @@ nodes:
   - role: control-plane
     image: ${NODE_IMAGE}
 YAML
+    local worker
+    for ((worker = 1; worker <= WORKERS; worker++)); do
+      printf '  - role: worker\n    image: %s\n' "${NODE_IMAGE}"
+    done
+  } >"${CONFIG}"
 }
 
 cluster_exists() { kind get clusters 2>/dev/null | grep -qx "${CLUSTER_NAME}"; }
 
 wait_ready() {
   local kubectl=(kubectl --kubeconfig "${KUBECONFIG_FILE}")
+  local tries=0
+  until [[ "$("${kubectl[@]}" get nodes -o name | grep -c .)" -eq $((WORKERS + 1)) ]]; do
+    (( ++tries < 150 )) || { echo "expected $((WORKERS + 1)) nodes"; return 1; }
+    sleep 2
+  done
   "${kubectl[@]}" wait --for=condition=Ready node --all --timeout=300s
   "${kubectl[@]}" -n kube-system rollout status deployment/coredns --timeout=300s
   "${kubectl[@]}" -n local-path-storage rollout status deployment/local-path-provisioner --timeout=300s
   "${kubectl[@]}" get nodes -o wide
+  "${kubectl[@]}" get nodes -o custom-columns=NAME:.metadata.name,POD-SUBNET:.spec.podCIDR
   "${kubectl[@]}" get pods -A -o wide
 }
 
@@ -57,15 +75,20 @@ main() {
   fi
   write_config
   if cluster_exists; then
+    local nodes
+    nodes="$(kind get nodes --name "${CLUSTER_NAME}" | grep -c .)"
+    [[ "${nodes}" -eq $((WORKERS + 1)) ]] || die "cluster ${CLUSTER_NAME} runs ${nodes} node(s), \
+not $((WORKERS + 1)): delete it first (delete-cluster.sh)"
     say "cluster ${CLUSTER_NAME} exists; keeping it"
   else
     local retain=()
     [[ "${EMOSTREAM_CLUSTER_RETAIN:-0}" != 1 ]] || retain=(--retain)
-    say "creating cluster ${CLUSTER_NAME} from ${NODE_IMAGE}"
+    say "creating cluster ${CLUSTER_NAME}: 1 control-plane and ${WORKERS} worker nodes from ${NODE_IMAGE}"
     run_logged kind-create kind create cluster --config "${CONFIG}" --kubeconfig "${KUBECONFIG_FILE}" \
       --wait 0s "${retain[@]}"
   fi
   kind export kubeconfig --name "${CLUSTER_NAME}" --kubeconfig "${KUBECONFIG_FILE}" 2>/dev/null
+  run_logged pod-network-rbac kubectl --kubeconfig "${KUBECONFIG_FILE}" apply -f "${HERE}/manifests/pod-network.yaml"
   run_logged wait-ready wait_ready
   say "cluster ${CLUSTER_NAME} is ready: export KUBECONFIG=${KUBECONFIG_FILE}"
 }

@@ -1,31 +1,36 @@
 # shellcheck shell=bash disable=SC2034  # the settings here are used by the scripts sourcing it
 # Shared settings and helpers of the offline cluster scripts; sourced, never run.
 #
-# Everything these scripts make is kept under .emostream/cluster/ (git-ignored):
-#   bin/      binaries built from the Go module proxy, one directory per component and version
-#   src/      the small wrapper Go modules they are built from
-#   go/       GOMODCACHE and GOCACHE, so a second build takes seconds
-#   rootfs/   root file system tarballs made with debootstrap
-#   images/   build contexts of the images
-#   logs/     the full output of every step
+# Everything these scripts make is kept in the cache directory (env.sh: /var/cache/emostream/
+# cluster as root), outside the clone, so every clone on the machine shares it:
+#   bin/        binaries built from the Go module proxy, one directory per component and version
+#   src/        the small wrapper Go modules they are built from
+#   go/         GOMODCACHE and GOCACHE, so a second build takes seconds
+#   rootfs/     root file system tarballs made with debootstrap
+#   images/     build contexts of the images
+#   manifests/  manifests rendered from the Go modules (KEDA, the Prometheus Operator's CRDs, ...)
+#   logs/       the full output of every step
+#   kubeconfig-<cluster>
 # Environment:
-#   EMOSTREAM_CLUSTER_CACHE  cache directory (default <repo>/.emostream/cluster)
+#   EMOSTREAM_CLUSTER_CACHE, KIND_CLUSTER   see env.sh
 #   DEBIAN_MIRROR            mirror for debootstrap (default http://deb.debian.org/debian)
 #   VERBOSE=1                show each step's output instead of only logging it
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+ROOT="${CLUSTER_ROOT}"
 HERE="${ROOT}/k8s-tests/cluster"
-CACHE="${EMOSTREAM_CLUSTER_CACHE:-${ROOT}/.emostream/cluster}"
+CACHE="${CLUSTER_CACHE}"
 BIN="${CACHE}/bin"
 SRC="${CACHE}/src"
 LOGS="${CACHE}/logs"
-CLUSTER_NAME="${EMOSTREAM_CLUSTER_NAME:-emostream}"
-KUBECONFIG_FILE="${CACHE}/kubeconfig"
-# shellcheck source=versions.env
-source "${HERE}/versions.env"
+MANIFESTS="${CACHE}/manifests"
+KUBECONFIG_FILE="${CLUSTER_KUBECONFIG}"
 NODE_IMAGE="kindest/node:${KUBERNETES_VERSION}-emostream"
 # The base of every image holding one static binary (build-images.sh).
 STATIC_BASE=emostream/static-base:2
+# The base of images that need iptables, ipset and conntrack (build-base.sh).
+NET_BASE=emostream/net-base:bookworm
 
 # The Go toolchain installed here builds everything; nothing may download another toolchain.
 export GOMODCACHE="${CACHE}/go/mod" GOCACHE="${CACHE}/go/build" GOTOOLCHAIN=local
@@ -123,4 +128,27 @@ kubeadm_images() {
 # The tag of the image kubeadm wants for NAME (etcd, coredns/coredns, pause, ...).
 kubeadm_tag() {
   kubeadm_images | sed -n "s|^registry.k8s.io/$1:||p"
+}
+
+# kubectl on this cluster (the scripts that install into it define `kubectl` as this).
+cluster_kubectl() { command kubectl --kubeconfig "${KUBECONFIG_FILE}" "$@"; }
+
+need_cluster() {
+  [[ -s "${KUBECONFIG_FILE}" ]] || die "no kubeconfig ${KUBECONFIG_FILE}: run create-cluster.sh first"
+}
+
+# render_manifest FILE: FILE with each @<NAME>_VERSION@ replaced by that version (versions.env).
+render_manifest() {
+  local file=$1 name script=(-e "")
+  for name in $(grep -oE '@[A-Z_]+_VERSION@' "${file}" | tr -d @ | sort -u); do
+    [[ -n "${!name:-}" ]] || die "${file} names @${name}@, which versions.env does not set"
+    script+=(-e "s|@${name}@|${!name}|g")
+  done
+  sed "${script[@]}" "${file}"
+}
+
+# load_images IMAGE...: `kind load docker-image` into every node of the cluster; an image a node
+# has already is not sent again.
+load_images() {
+  run_logged "load-$(basename "$0" .sh)" kind load docker-image --name "${CLUSTER_NAME}" "$@"
 }

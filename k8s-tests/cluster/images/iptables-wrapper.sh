@@ -1,8 +1,9 @@
 #!/bin/sh
-# kube-proxy must write its rules with the same iptables backend (legacy or nf_tables) as the
-# node, or packets meet two rule sets. The kubelet marks the backend it uses with the
-# KUBE-IPTABLES-HINT / KUBE-KUBELET-CANARY chains; without them, the backend holding more rules
-# wins. Then the real kube-proxy runs with all its arguments.
+# A node agent that writes iptables rules (kube-proxy, kube-router) must use the same iptables
+# backend (legacy or nf_tables) as the node, or packets meet two rule sets. This script is
+# installed as /usr/local/bin/<agent>, the real binary as /usr/local/lib/<agent>/<agent>. The
+# kubelet marks the backend it uses with the KUBE-IPTABLES-HINT / KUBE-KUBELET-CANARY chains;
+# without them, the backend holding more rules wins. Then the agent runs with all its arguments.
 set -eu
 
 has_kubelet_chains() {
@@ -27,4 +28,5 @@ fi
 for tool in iptables ip6tables; do
   update-alternatives --set "${tool}" "/usr/sbin/${tool}-${mode}" >/dev/null
 done
-exec /usr/local/lib/kube-proxy/kube-proxy "$@"
+agent="$(basename "$0")"
+exec "/usr/local/lib/${agent}/${agent}" "$@"
