@@ -1,9 +1,11 @@
 {{/*
 The load signal of each tier, in one place for both providers (docs/autoscaling.md):
   ingest  HTTP requests per second per pod (probes and scrapes left out), and CPU;
-  fanout  open streaming connections per pod.
+  fanout  open streaming connections per pod, and its own delivery lag (swarm emitted ->
+          written to a viewer): a pod short of CPU falls behind however few its viewers.
 Neither tier consumes Kafka with a consumer group (ingest only produces; fanout assigns itself
-every partition of swarms in each worker), so neither has a consumer-group lag to scale on.
+every partition of swarms in each worker), so neither has a consumer-group lag to scale on;
+fanout's delivery lag is the lag that is its work.
 */}}
 
 {{/* PromQL selector of one tier's scraped series (its Service's targets). */}}
@@ -19,6 +21,15 @@ sum(rate(emostream_ingest_requests_total{ {{- $sel }},route!~"/healthz|/readyz|/
 {{- else -}}
 sum(emostream_fanout_connections{ {{- $sel -}} })
 {{- end -}}
+{{- end -}}
+
+{{/*
+KEDA prometheus trigger query of fanout's delivery lag: the slowest pod's 90th percentile over
+the last minute. HPA scales a Value metric as replicas * value / target. With no samples (no
+viewers) the quantile is NaN, which `> 0` drops, so an idle tier reports nothing.
+*/}}
+{{- define "emostream.autoscaling.lagQuery" -}}
+max(histogram_quantile(0.9, sum by (pod, le) (rate(emostream_fanout_delivery_lag_seconds_bucket{ {{- include "emostream.autoscaling.selector" . -}} }[1m]))) > 0)
 {{- end -}}
 
 {{/* Custom metric (custom.metrics.k8s.io, per pod) that prometheus-adapter serves for a tier. */}}
