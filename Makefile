@@ -101,15 +101,10 @@ RUN_TIME ?= 2m
 load: up ## Locust, headless, against the local stack for RUN_TIME with USERS; report and plots in reports/
 	$(BIN)/python -m emostream.loadgen --users $(USERS) --run-time $(RUN_TIME) $(LOAD_ARGS)
 
-cluster: ## build (once, offline: ~1.5 h cold) and create the single-node kind cluster `emostream` with KEDA (and Prometheus's image)
-	k8s-tests/cluster/build.sh
-	k8s-tests/cluster/create-cluster.sh
-	k8s-tests/cluster/build-keda.sh
-	k8s-tests/cluster/install-keda.sh
-	k8s-tests/cluster/build-prometheus.sh
-	@echo "export KUBECONFIG=$(CURDIR)/.emostream/cluster/kubeconfig"
+cluster: ## build (once, offline) and start the kind cluster `emostream`: 3 nodes, NetworkPolicy engine, KEDA, monitoring stack
+	k8s-tests/cluster/up.sh
 
-cluster-delete: ## delete the kind cluster `emostream` (the built images and caches stay)
+cluster-delete: ## delete the kind cluster `emostream` (the built images and caches stay, outside the clone)
 	k8s-tests/cluster/delete-cluster.sh
 
 e2e: venv tools ## chart end-to-end tests on the cluster KUBECONFIG names (unset: build and use the kind cluster `emostream`), timed

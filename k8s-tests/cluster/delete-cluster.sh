@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Remove the kind cluster "emostream" (its node container) and its kubeconfig. The images and
-# caches stay, so create-cluster.sh makes a new cluster in a few minutes.
+# Remove the kind cluster (KIND_CLUSTER, default emostream: its node containers) and its
+# kubeconfig. The images and caches stay, so up.sh makes a new cluster in a few minutes.
 #
 # usage: k8s-tests/cluster/delete-cluster.sh
 set -euo pipefail

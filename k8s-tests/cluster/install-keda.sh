@@ -3,7 +3,7 @@
 #
 # usage: k8s-tests/cluster/install-keda.sh      (after create-cluster.sh and build-keda.sh)
 #
-# Loads the three KEDA images into the node with `kind load docker-image`, applies the rendered
+# Loads the three KEDA images into every node with `kind load docker-image`, applies the rendered
 # manifest server-side (the CRDs are too large for client-side apply's annotation), waits for
 # the operator, the metrics adapter and the webhooks, and for the external metrics API, then
 # checks that a ScaledObject scales a Deployment from zero (namespace keda-check, removed after).
@@ -12,7 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 VERSION="${KEDA_VERSION#v}"
 MANIFEST="${CACHE}/manifests/keda-${KEDA_VERSION}.yaml"
-kubectl() { command kubectl --kubeconfig "${KUBECONFIG_FILE}" "$@"; }
+kubectl() { cluster_kubectl "$@"; }
 
 wait_keda() {
   local deployments=() deployment
@@ -61,13 +61,13 @@ YAML
 
 main() {
   need_docker
-  [[ -s "${KUBECONFIG_FILE}" ]] || die "no kubeconfig: run create-cluster.sh first"
+  need_cluster
   [[ -s "${MANIFEST}" ]] || die "no ${MANIFEST}: run build-keda.sh first"
   local images=() name
   for name in keda keda-metrics-apiserver keda-admission-webhooks; do
     images+=("ghcr.io/kedacore/${name}:${VERSION}")
   done
-  run_logged keda-load kind load docker-image --name "${CLUSTER_NAME}" "${images[@]}"
+  load_images "${images[@]}"
   run_logged keda-apply kubectl apply --server-side --force-conflicts -f "${MANIFEST}"
   run_logged keda-wait wait_keda
   run_logged keda-check check_scaling

@@ -12,15 +12,18 @@
 # Then, unless --no-load, `kind load docker-image` of those, emostream/{ingest,fanout,spark,
 # loadgen}:<version> and (if built here) Prometheus into the cluster KIND_CLUSTER (default
 # emostream). Build the project's images
-# first with `make images`. Environment: KIND (default .emostream/cluster/bin/kind-*/kind, else
-# kind on PATH), EMOSTREAM_IMAGE_BASE (default emostream/debian:bookworm).
+# first with `make images`. Environment: KIND (default: the kind the offline cluster was built
+# with, k8s-tests/cluster/env.sh; else kind on PATH), EMOSTREAM_IMAGE_BASE (default
+# emostream/debian:bookworm).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="${ROOT}/k8s-tests/e2e"
 CONTEXT="${ROOT}/.emostream/e2e/kafka-context"
 BASE="${EMOSTREAM_IMAGE_BASE:-emostream/debian:bookworm}"
-CLUSTER="${KIND_CLUSTER:-emostream}"
+# shellcheck source=../cluster/env.sh
+source "${ROOT}/k8s-tests/cluster/env.sh"
+CLUSTER="${CLUSTER_NAME}"
 # shellcheck disable=SC2034  # read by tools/steps.sh
 LOGS="${ROOT}/.emostream/e2e/logs"
 # shellcheck source=SCRIPTDIR/../../tools/steps.sh
@@ -46,8 +49,8 @@ say "building emostream/e2e-redis:bookworm"
 run_logged e2e-redis docker build --build-arg "BASE=${BASE}" -t emostream/e2e-redis:bookworm "${HERE}/redis-image"
 
 [[ "${1:-}" == --no-load ]] && exit 0
-kind="${KIND:-$(find "${ROOT}/.emostream/cluster/bin" -path '*/kind-*/kind' -type f 2>/dev/null | sort -V | tail -n 1)}"
-kind="${kind:-kind}"
+kind="${KIND:-${CLUSTER_KIND}}"
+[[ -x "${kind}" ]] || kind=kind
 for image in "emostream/e2e-kafka:${kafka_version}" emostream/e2e-redis:bookworm \
   "emostream/ingest:${version}" "emostream/fanout:${version}" "emostream/spark:${version}" \
   "emostream/loadgen:${version}"; do
@@ -55,7 +58,7 @@ for image in "emostream/e2e-kafka:${kafka_version}" emostream/e2e-redis:bookworm
 done
 # Prometheus for the autoscaling test: built offline by k8s-tests/cluster/build-prometheus.sh;
 # where it was not built, the cluster pulls upstream's image of that name.
-prometheus="quay.io/prometheus/prometheus:$(sed -n 's/^PROMETHEUS_VERSION=//p' "${ROOT}/k8s-tests/cluster/versions.env")"
+prometheus="quay.io/prometheus/prometheus:${PROMETHEUS_VERSION}"
 if docker image inspect "${prometheus}" >/dev/null 2>&1; then
   run_logged load-prometheus "${kind}" load docker-image "${prometheus}" --name "${CLUSTER}"
 else

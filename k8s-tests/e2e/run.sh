@@ -3,11 +3,12 @@
 #
 # usage: k8s-tests/e2e/run.sh [pytest arguments]
 #
-# With KUBECONFIG unset, the offline kind cluster `emostream` is built (cached) and created if
-# it is not running, with KEDA and the Prometheus image (k8s-tests/cluster/). Then the project's
-# images (images/build.sh) and the tests' own (images.sh, which `kind load`s them all into
-# KIND_CLUSTER, default emostream), then pytest on k8s-tests/e2e. Environment: PYTEST (default
-# .venv/bin/pytest); the rest as for the scripts it calls (docs/e2e.md).
+# With KUBECONFIG unset, k8s-tests/cluster/up.sh brings up the offline kind cluster KIND_CLUSTER
+# (default emostream): built (cached), created if it is not running, with its NetworkPolicy
+# engine, KEDA and monitoring stack. Then the project's images (images/build.sh) and the tests'
+# own (images.sh, which `kind load`s them all into KIND_CLUSTER), then pytest on k8s-tests/e2e.
+# Environment: PYTEST (default .venv/bin/pytest); the rest as for the scripts it calls
+# (docs/e2e.md).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -28,21 +29,16 @@ step() {
   ROWS+=("${name}"$'\t'"$((SECONDS - started)) s")
 }
 
-# shellcheck disable=SC2317  # run through step, which shellcheck cannot follow
-keda() { "${CLUSTER}/build-keda.sh" && "${CLUSTER}/install-keda.sh"; }
-
 mkdir -p "${RESULTS}"
 if [[ -z "${KUBECONFIG:-}" ]]; then
-  step "cluster build (offline; cached after the first run)" "${CLUSTER}/build.sh"
-  if docker ps --format '{{.Names}}' 2>/dev/null | grep -qx emostream-control-plane; then
-    ROWS+=("cluster creation"$'\t'"running already (make cluster-delete for a new one)")
-    "${CLUSTER}/create-cluster.sh"
-  else
-    step "cluster creation" "${CLUSTER}/create-cluster.sh"
-  fi
-  step "KEDA build and install" keda
-  step "Prometheus image build" "${CLUSTER}/build-prometheus.sh"
-  export KUBECONFIG="${ROOT}/.emostream/cluster/kubeconfig"
+  # The cluster's own steps, each timed by up.sh, go into the table too.
+  rm -f "${RESULTS}/cluster-timings.tsv"
+  step "cluster (k8s-tests/cluster/up.sh)" \
+    env EMOSTREAM_UP_TIMINGS="${RESULTS}/cluster-timings.tsv" "${CLUSTER}/up.sh"
+  mapfile -t -O "${#ROWS[@]}" ROWS < <(sed 's/^/  /' "${RESULTS}/cluster-timings.tsv")
+  # shellcheck source=../cluster/env.sh
+  source "${CLUSTER}/env.sh"
+  export KUBECONFIG="${CLUSTER_KUBECONFIG}"
 fi
 step "project images (images/build.sh)" "${ROOT}/images/build.sh"
 step "test images, kind load" "${ROOT}/k8s-tests/e2e/images.sh"
