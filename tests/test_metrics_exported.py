@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 from simple_websocket import Client as WebSocketClient
 
-from emostream.aggregate.metrics import BacklogProbe, ProgressListener, serve_metrics
+from emostream.aggregate._metrics import BacklogProbe, ProgressListener, serve_metrics
 from emostream.client import EmostreamClient
 from emostream.localstack.process import ProcessDir
 from tests.fanout.live import RawFeed, start_fanout

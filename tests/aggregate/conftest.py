@@ -20,8 +20,8 @@ from prometheus_client import REGISTRY
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
+from emostream.aggregate._metrics import ProgressListener
 from emostream.aggregate.job import start_query
-from emostream.aggregate.metrics import ProgressListener
 from emostream.aggregate.settings import AggregateSettings
 from emostream.common.events import Reaction
 from emostream.localstack.kafka import ensure_topics

@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
-from emostream.aggregate.metrics import ProgressListener
+from emostream.aggregate._metrics import ProgressListener
 from emostream.common.events import Reaction, iso_utc, now_ms
 from tests.aggregate.conftest import (
     QUERY_POLL_S,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from emostream.aggregate.metrics import BacklogProbe, ProgressListener, serve_metrics
+from emostream.aggregate._metrics import BacklogProbe, ProgressListener, serve_metrics
 from emostream.common.events import Reaction, iso_utc, now_ms
 from tests.aggregate.conftest import (
     QUERY_POLL_S,
