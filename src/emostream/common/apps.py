@@ -1,4 +1,4 @@
-"""How a service's app keeps the state of its worker, and how hooks and tests find it again.
+"""How a service's app keeps the state of its worker, and the routes every service answers.
 
 Both HTTP services build, in ``create_app``, one runtime object holding what a worker owns
 (settings, metrics, its Kafka and Redis clients) and attach it to the Flask app. Everything else
@@ -7,15 +7,42 @@ registration, tests through the app they made, and gunicorn's hooks through ``wo
 (the app gunicorn loaded in that worker).
 """
 
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from flask import Flask
+from flask import Flask, Response
 
 from emostream.common.errors import ConfigurationError
 
 _EXTENSION = "emostream.runtime"
 
 RuntimeT = TypeVar("RuntimeT")
+
+
+class ServiceRoutes(Protocol):
+    """The operational routes of a service: probes, metrics and its API document."""
+
+    def healthz(self) -> Response:
+        """Liveness: the process answers."""
+
+    def readyz(self) -> Response:
+        """Readiness: the service can do its work now."""
+
+    def metrics(self) -> Response:
+        """The Prometheus exposition of every worker."""
+
+    def openapi(self) -> Response:
+        """The OpenAPI document of the service."""
+
+
+def add_service_routes(app: Flask, api: ServiceRoutes) -> None:
+    """Answer ``GET /healthz``, ``/readyz``, ``/metrics`` and ``/openapi.json`` with ``api``."""
+    for rule, view in (
+        ("/healthz", api.healthz),
+        ("/readyz", api.readyz),
+        ("/metrics", api.metrics),
+        ("/openapi.json", api.openapi),
+    ):
+        app.add_url_rule(rule, view_func=view, methods=["GET"])
 
 
 def attach_runtime(app: Flask, runtime: object) -> None:

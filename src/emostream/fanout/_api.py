@@ -12,6 +12,7 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import WebsocketMismatch
 
+from emostream.common import apps
 from emostream.common.events import STREAM_ID_RE
 from emostream.common.problems import (
     INVALID_PARAMETER,
@@ -58,10 +59,7 @@ class FanoutApi:
             "/v1/streams/<stream_id>/ws", view_func=self.websocket, methods=["GET"], websocket=True
         )
         app.add_url_rule("/watch/<stream_id>", view_func=self.watch, methods=["GET"])
-        app.add_url_rule("/openapi.json", view_func=self.openapi, methods=["GET"])
-        app.add_url_rule("/healthz", view_func=self.healthz, methods=["GET"])
-        app.add_url_rule("/readyz", view_func=self.readyz, methods=["GET"])
-        app.add_url_rule("/metrics", view_func=self.metrics, methods=["GET"])
+        apps.add_service_routes(app, self)
         app.register_error_handler(HttpProblemError, HttpProblemError.to_response)
         app.register_error_handler(HandshakeError, self._on_bad_handshake)
         app.register_error_handler(WebsocketMismatch, self._on_websocket_mismatch)

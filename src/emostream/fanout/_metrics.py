@@ -36,6 +36,47 @@ _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 3
 _EVENT_TO_VIEWER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30)
 #: Why a subscription ended (values of the ``reason`` label, declared so rates start at zero).
 END_REASONS = ("overflow", "drain", "shutdown", "closed")
+#: Running totals kept by the hub, the consumer and presence, mirrored into counters by
+#: :meth:`FanoutMetrics.sync`: (source, attribute) -> (metric name, help).
+_MIRRORED_TOTALS = {
+    ("hub", "rejected"): (
+        "emostream_fanout_rejected_connections",
+        "Connections answered 503 because the worker was full or draining.",
+    ),
+    ("hub", "published"): (
+        "emostream_fanout_swarms_published",
+        "Distinct swarms put in replay buffers and offered to viewers.",
+    ),
+    ("hub", "duplicates"): (
+        "emostream_fanout_upstream_duplicates",
+        "Swarms dropped because their id was already delivered (replayed micro-batches).",
+    ),
+    ("hub", "stale"): (
+        "emostream_fanout_upstream_stale",
+        "Swarms dropped because their id is older than the stream's latest micro-batch.",
+    ),
+    ("upstream", "consumed"): (
+        "emostream_fanout_upstream_messages_consumed",
+        "Messages read from the swarms topic.",
+    ),
+    ("upstream", "invalid"): (
+        "emostream_fanout_upstream_invalid",
+        "Messages of the swarms topic skipped as malformed.",
+    ),
+    ("upstream", "restarts"): (
+        "emostream_fanout_upstream_restarts",
+        "Times the swarm consumer was recreated after a failure.",
+    ),
+    ("presence", "refreshes"): (
+        "emostream_fanout_presence_refreshes",
+        "Viewer counts reported to and read back from Redis.",
+    ),
+    ("presence", "failures"): (
+        "emostream_fanout_presence_refresh_failures",
+        "Presence refreshes that failed (Redis unreachable or slow); feeds go on with the last "
+        "known counts.",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -194,43 +235,11 @@ class FanoutMetrics(ServerMetrics):
             "shutdown: worker stopped; closed: the viewer left or its write failed).",
             ("transport", "reason"),
         )
-        self._rejected = mirror(
-            "emostream_fanout_rejected_connections",
-            "Connections answered 503 because the worker was full or draining.",
-        )
-        self._published = mirror(
-            "emostream_fanout_swarms_published",
-            "Distinct swarms put in replay buffers and offered to viewers.",
-        )
-        self._duplicates = mirror(
-            "emostream_fanout_upstream_duplicates",
-            "Swarms dropped because their id was already delivered (replayed micro-batches).",
-        )
-        self._stale = mirror(
-            "emostream_fanout_upstream_stale",
-            "Swarms dropped because their id is older than the stream's latest micro-batch.",
-        )
-        self._consumed = mirror(
-            "emostream_fanout_upstream_messages_consumed",
-            "Messages read from the swarms topic.",
-        )
-        self._invalid = mirror(
-            "emostream_fanout_upstream_invalid",
-            "Messages of the swarms topic skipped as malformed.",
-        )
-        self._restarts = mirror(
-            "emostream_fanout_upstream_restarts",
-            "Times the swarm consumer was recreated after a failure.",
-        )
-        self._presence_refreshes = mirror(
-            "emostream_fanout_presence_refreshes",
-            "Viewer counts reported to and read back from Redis.",
-        )
-        self._presence_failures = mirror(
-            "emostream_fanout_presence_refresh_failures",
-            "Presence refreshes that failed (Redis unreachable or slow); feeds go on with "
-            "the last known counts.",
-        )
+        #: Unlabelled running totals: (source, its attribute) -> the counter that mirrors it.
+        self._totals = {
+            key: mirror(name, documentation)
+            for key, (name, documentation) in _MIRRORED_TOTALS.items()
+        }
         for transport in TRANSPORTS:
             self._sent.declare(transport)
             self.delivery_lag.labels(transport)
@@ -267,20 +276,15 @@ class FanoutMetrics(ServerMetrics):
             self._slow.set_total(stats.slow_disconnects[transport], transport)
         for (transport, reason), n in list(stats.ended.items()):
             self._ended.set_total(n, transport, reason)
-        self._rejected.set_total(stats.rejected)
-        self._published.set_total(stats.published)
-        self._duplicates.set_total(stats.duplicates)
-        self._stale.set_total(stats.stale)
         up = src.upstream() or UpstreamStats()
-        self._consumed.set_total(up.consumed)
-        self._invalid.set_total(up.invalid)
-        self._restarts.set_total(up.restarts)
         self.upstream_lag_messages.set(up.lag_messages)
         self.upstream_last_lag.set(up.last_swarm_lag_s)
         presence = src.presence()
+        sources = {"hub": stats, "upstream": up, "presence": presence}
+        for (source, attribute), counter in self._totals.items():
+            if (values := sources[source]) is not None:
+                counter.set_total(getattr(values, attribute))
         if presence is not None:
-            self._presence_refreshes.set_total(presence.refreshes)
-            self._presence_failures.set_total(presence.failures)
             self.max_stream_viewers.set(presence.max_viewers)
         else:
             self.max_stream_viewers.set(max(hub.viewer_counts().values(), default=0))

@@ -15,6 +15,7 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from emostream.common import apps
 from emostream.common.events import encode_json, now_ms
 from emostream.common.problems import (
     INVALID_REACTIONS,
@@ -59,10 +60,7 @@ class IngestApi:
         app.add_url_rule(
             "/v1/streams/<stream_id>/reactions", view_func=self.post_reactions, methods=["POST"]
         )
-        app.add_url_rule("/healthz", view_func=self.healthz, methods=["GET"])
-        app.add_url_rule("/readyz", view_func=self.readyz, methods=["GET"])
-        app.add_url_rule("/metrics", view_func=self.metrics, methods=["GET"])
-        app.add_url_rule("/openapi.json", view_func=self.openapi, methods=["GET"])
+        apps.add_service_routes(app, self)
         app.register_error_handler(HttpProblemError, self._on_problem)
         app.register_error_handler(HTTPException, self._on_http_exception)
         app.register_error_handler(Exception, self._on_unexpected)
