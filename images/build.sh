@@ -5,8 +5,9 @@
 #
 #   1. emostream/debian:bookworm, the base, is made from Debian packages with debootstrap if the
 #      image is missing; its root file system is kept as a tarball under .emostream/images/.
-#   2. emostream/python-base and emostream/python-build (images/python-base/): Python 3.11,
-#      the runtime user, the virtualenv builder.
+#   2. emostream/python-base, emostream/python-build and emostream/python-project
+#      (images/python-base/): Python 3.11 and the runtime user, the virtualenv builder, and the
+#      project itself, installed once for every role.
 #   3. Each ROLE as emostream/ROLE:<version in pyproject.toml> and emostream/ROLE:dev, checked
 #      with a quick run, then the sizes are printed.
 #
@@ -175,8 +176,8 @@ check() {
   esac
 }
 
-# Role images whose tags moved to a newer build only take disk space; builder-stage images stay,
-# they are the cache that keeps rebuilds fast.
+# Role and project images whose tags moved to a newer build only take disk space; builder-stage
+# images stay, they are the cache that keeps rebuilds fast.
 remove_superseded() {
   local id title
   for id in $(docker image ls -q --filter dangling=true --filter label=org.opencontainers.image.title); do
@@ -215,14 +216,20 @@ setsid dockerd >/tmp/dockerd.log 2>&1 &) or join the docker group"
   fi
 
   local python_base="emostream/python-base:${version}" python_build="emostream/python-build:${version}"
+  local python_project="emostream/python-project:${version}"
   build python-base --file "${CONTEXT}/images/python-base/Dockerfile" --target runtime \
     --build-arg BASE="${BASE_IMAGE}" --tag "${python_base}" --tag emostream/python-base:dev
   build python-build --file "${CONTEXT}/images/python-base/Dockerfile" --target build \
     --build-arg BASE="${BASE_IMAGE}" --tag "${python_build}" --tag emostream/python-build:dev
+  # Rebuilt by every code change; the label lets remove_superseded drop the versions it replaced.
+  build python-project --file "${CONTEXT}/images/python-base/Dockerfile" --target project \
+    --build-arg BASE="${BASE_IMAGE}" --label org.opencontainers.image.title=emostream-python-project \
+    --tag "${python_project}" --tag emostream/python-project:dev
 
   for role in "${roles[@]}"; do
     build "${role}" --file "${CONTEXT}/images/${role}/Dockerfile" \
       --build-arg BASE="${python_base}" --build-arg BUILDER="${python_build}" \
+      --build-arg PROJECT="${python_project}" \
       --label org.opencontainers.image.title="emostream-${role}" \
       --label org.opencontainers.image.version="${version}" \
       --label org.opencontainers.image.revision="${revision}" \
