@@ -26,10 +26,10 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Producer
+from tests.support.swarms import WINDOW_MS, swarm_message
 
-from emostream.common.events import iso_utc, now_ms, swarm_id
+from emostream.common.events import now_ms
 
-WINDOW_MS = 2000
 _EMOJIS = ("❤️", "😂", "👏", "👍", "😍", "😭", "😡", "👎")
 
 
@@ -41,22 +41,18 @@ def stream_ids(streams: int) -> list[str]:
 def _swarms(streams: list[str], batch: int, epoch_ms: int, rng: random.Random) -> list[Any]:
     now = now_ms()
     start = now - now % WINDOW_MS
-    out = []
-    for stream in streams:
-        counts = {e: rng.randrange(1, 5000) for e in rng.sample(_EMOJIS, 3)}
-        out.append(
-            {
-                "id": swarm_id(batch, start, epoch_ms),
-                "stream_id": stream,
-                "window_start": iso_utc(start),
-                "window_end": iso_utc(start + WINDOW_MS),
-                "counts": counts,
-                "swarm": {e: -(-n // 1000) for e, n in counts.items()},
-                "sentiment": 0.5,
-                "emitted_at": now,
-            }
+    return [
+        swarm_message(
+            stream,
+            batch=batch,
+            window_start_ms=start,
+            counts={e: rng.randrange(1, 5000) for e in rng.sample(_EMOJIS, 3)},
+            sentiment=0.5,
+            emitted_at=now,
+            epoch_ms=epoch_ms,
         )
-    return out
+        for stream in streams
+    ]
 
 
 def _loop(

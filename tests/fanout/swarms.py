@@ -2,10 +2,11 @@
 
 from typing import Any
 
-from emostream.common.events import encode_json, iso_utc, now_ms, swarm_id
+from emostream.common.events import encode_json, now_ms
 from emostream.fanout._swarm import Swarm
+from tests.support import swarms
+from tests.support.swarms import WINDOW_MS
 
-WINDOW_MS = 2000
 BASE_MS = 1_764_000_000_000
 
 
@@ -18,18 +19,14 @@ def swarm_message(
     emitted_at: int | None = None,
 ) -> dict[str, Any]:
     """A swarm message as the aggregation writes it to Kafka (emitted now unless given)."""
-    start = BASE_MS + window * WINDOW_MS
-    counts = counts or {"❤️": 2500, "😂": 300}
-    return {
-        "id": swarm_id(batch, start),
-        "stream_id": stream_id,
-        "window_start": iso_utc(start),
-        "window_end": iso_utc(start + WINDOW_MS),
-        "counts": counts,
-        "swarm": {e: -(-n // 1000) for e, n in counts.items()},
-        "sentiment": 0.9,
-        "emitted_at": emitted_at if emitted_at is not None else now_ms(),
-    }
+    return swarms.swarm_message(
+        stream_id,
+        batch=batch,
+        window_start_ms=BASE_MS + window * WINDOW_MS,
+        counts=counts or {"❤️": 2500, "😂": 300},
+        sentiment=0.9,
+        emitted_at=emitted_at if emitted_at is not None else now_ms(),
+    )
 
 
 def make_swarm(stream_id: str, batch: int, **kwargs: Any) -> Swarm:
