@@ -42,7 +42,10 @@ def metric(base_url: str, name: str) -> float:
 
 
 class RawFeed:
-    """An SSE response read with the SDK's parser, keeping the raw text for framing checks."""
+    """An SSE response read with the SDK's parser, keeping the raw text for framing checks.
+
+    Closed by :meth:`close`, or at the end of a ``with`` block.
+    """
 
     def __init__(
         self, url: str, headers: dict[str, str] | None = None, *, keep_text: bool = True
@@ -52,6 +55,12 @@ class RawFeed:
         self.text = ""
         self.keep_text = keep_text
         self.ended = False
+
+    def __enter__(self) -> "RawFeed":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def read(self, count: int, within_s: float = 15) -> list[SSEEvent]:
         """Read until ``count`` events arrived (fails after ``within_s``)."""

@@ -8,6 +8,7 @@ from typing import Any, cast
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from emostream.fanout._runtime import FanoutRuntime
 from emostream.fanout.app import create_app, runtime_of
@@ -41,12 +42,24 @@ def runtime(app: Flask) -> FanoutRuntime:
     return runtime_of(app)
 
 
+def assert_problem(resp: TestResponse, status: int) -> None:
+    """``resp`` is a problem document with HTTP status ``status``."""
+    assert resp.status_code == status
+    assert resp.mimetype == "application/problem+json"
+
+
 class Feed:
-    """An open SSE response read chunk by chunk."""
+    """An open SSE response read chunk by chunk; closed at the end of a ``with`` block."""
 
     def __init__(self, client: FlaskClient, url: str, headers: dict[str, str] | None = None):
         self.response = client.get(url, headers=headers or {}, buffered=False)
         self._chunks: Iterator[bytes] = iter(cast(Iterable[bytes], self.response.response))
+
+    def __enter__(self) -> "Feed":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def next_chunk(self) -> bytes:
         return next(self._chunks)
@@ -57,29 +70,23 @@ class Feed:
 
 def test_sse_headers_and_retry_hint_come_first(client: FlaskClient) -> None:
     """The feed is text/event-stream, uncached, unbuffered, and starts with a retry hint."""
-    feed = Feed(client, "/v1/streams/s1/events")
-    try:
+    with Feed(client, "/v1/streams/s1/events") as feed:
         assert feed.response.status_code == 200
         assert feed.response.mimetype == "text/event-stream"
         assert feed.response.headers["Cache-Control"] == "no-cache"
         assert feed.response.headers["X-Accel-Buffering"] == "no"
         assert feed.next_chunk() == b"retry: 2000\n\n"
-    finally:
-        feed.close()
 
 
 def test_live_swarm_is_written_as_one_sse_frame(
     client: FlaskClient, runtime: FanoutRuntime
 ) -> None:
     """A swarm published after connecting arrives as its id / event / data frame."""
-    feed = Feed(client, "/v1/streams/s1/events")
-    try:
+    with Feed(client, "/v1/streams/s1/events") as feed:
         feed.next_chunk()
         swarm = make_swarm("s1", 1)
         runtime.hub.publish(swarm)
         assert feed.next_chunk() == swarm.render(1)[1]
-    finally:
-        feed.close()
     assert runtime.hub.connections()["sse"] == 0
 
 
@@ -90,14 +97,11 @@ def test_last_event_id_header_replays_the_missed_swarms(
     swarms = [make_swarm("s1", b) for b in (1, 2, 3)]
     for s in swarms:
         runtime.hub.publish(s)
-    feed = Feed(client, "/v1/streams/s1/events", {"Last-Event-ID": swarms[0].id})
-    try:
+    with Feed(client, "/v1/streams/s1/events", {"Last-Event-ID": swarms[0].id}) as feed:
         assert (
             feed.next_chunk()
             == b"retry: 2000\n\n" + swarms[1].render(1)[1] + swarms[2].render(1)[1]
         )
-    finally:
-        feed.close()
 
 
 def test_last_event_id_query_parameter_is_honoured(
@@ -107,26 +111,20 @@ def test_last_event_id_query_parameter_is_honoured(
     swarms = [make_swarm("s1", b) for b in (1, 2)]
     for s in swarms:
         runtime.hub.publish(s)
-    feed = Feed(client, f"/v1/streams/s1/events?last_event_id={swarms[0].id}")
-    try:
+    with Feed(client, f"/v1/streams/s1/events?last_event_id={swarms[0].id}") as feed:
         assert feed.next_chunk().endswith(swarms[1].render(1)[1])
-    finally:
-        feed.close()
 
 
 def test_swarms_queued_during_a_write_go_out_in_one_chunk(
     client: FlaskClient, runtime: FanoutRuntime
 ) -> None:
     """Swarms that arrive while a connection is busy are written together, in order."""
-    feed = Feed(client, "/v1/streams/s1/events")
-    try:
+    with Feed(client, "/v1/streams/s1/events") as feed:
         feed.next_chunk()
         swarms = [make_swarm("s1", b) for b in (1, 2, 3)]
         for s in swarms:
             runtime.hub.publish(s)
         assert feed.next_chunk() == b"".join(s.render(1)[1] for s in swarms)
-    finally:
-        feed.close()
 
 
 def test_every_write_is_counted_and_sampled_feeds_are_timed() -> None:
@@ -157,23 +155,17 @@ def test_new_viewer_gets_the_latest_snapshot(client: FlaskClient, runtime: Fanou
     """Without Last-Event-ID, the feed starts with the stream's newest swarm only."""
     for b in (1, 2):
         runtime.hub.publish(make_swarm("s1", b))
-    feed = Feed(client, "/v1/streams/s1/events")
-    try:
+    with Feed(client, "/v1/streams/s1/events") as feed:
         assert feed.next_chunk() == b"retry: 2000\n\n" + make_swarm("s1", 2).render(1)[1]
-    finally:
-        feed.close()
 
 
 def test_idle_feed_sends_heartbeats() -> None:
     """With nothing to send, a heartbeat comment is written every heartbeat_s."""
     client = make_app(heartbeat_s=0.02).test_client()
-    feed = Feed(client, "/v1/streams/s1/events")
-    try:
+    with Feed(client, "/v1/streams/s1/events") as feed:
         feed.next_chunk()
         assert feed.next_chunk() == b": hb\n\n"
         assert feed.next_chunk() == b": hb\n\n"
-    finally:
-        feed.close()
 
 
 def test_dropped_slow_viewer_feed_ends() -> None:
@@ -197,8 +189,7 @@ def test_dropped_slow_viewer_feed_ends() -> None:
 def test_invalid_stream_id_is_422_problem(client: FlaskClient, url: str) -> None:
     """A stream id outside ^[A-Za-z0-9_-]{1,64}$ gets 422 as a problem document."""
     resp = client.get(url)
-    assert resp.status_code == 422
-    assert resp.mimetype == "application/problem+json"
+    assert_problem(resp, 422)
     body = resp.get_json(force=True)
     assert body["status"] == 422
     assert body["field"] == "stream_id"
@@ -209,15 +200,13 @@ def test_invalid_stream_id_on_websocket_is_422_before_upgrading(client: FlaskCli
     resp = client.get(
         "/v1/streams/bad!id/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade"}
     )
-    assert resp.status_code == 422
-    assert resp.mimetype == "application/problem+json"
+    assert_problem(resp, 422)
 
 
 def test_websocket_route_without_upgrade_is_426(client: FlaskClient) -> None:
     """A plain GET of the WebSocket route explains that it needs an upgrade."""
     resp = client.get("/v1/streams/s1/ws")
-    assert resp.status_code == 426
-    assert resp.mimetype == "application/problem+json"
+    assert_problem(resp, 426)
 
 
 def test_invalid_last_event_id_is_422(client: FlaskClient) -> None:
@@ -231,22 +220,17 @@ def test_over_capacity_is_503_with_retry_after() -> None:
     """Past max_connections a viewer gets 503 problem JSON with Retry-After."""
     app = make_app(max_connections=1, busy_retry_after_s=7, client_queue_size=1)
     client = app.test_client()
-    feed = Feed(client, "/v1/streams/s1/events")
-    try:
+    with Feed(client, "/v1/streams/s1/events"):  # the one connection there is room for
         resp = client.get("/v1/streams/s2/events")
-        assert resp.status_code == 503
+        assert_problem(resp, 503)
         assert resp.headers["Retry-After"] == "7"
-        assert resp.mimetype == "application/problem+json"
-    finally:
-        feed.close()
     assert client.get("/v1/streams/s2/events", buffered=False).status_code == 200
 
 
 def test_unknown_route_is_a_problem_document(client: FlaskClient) -> None:
     """Werkzeug's own errors (404) are problem documents too."""
     resp = client.get("/nope")
-    assert resp.status_code == 404
-    assert resp.mimetype == "application/problem+json"
+    assert_problem(resp, 404)
 
 
 def test_watch_page_is_served_with_a_strict_policy(client: FlaskClient) -> None:
@@ -265,8 +249,7 @@ def test_health_ready_and_metrics(client: FlaskClient) -> None:
     """healthz answers; readyz is 503 without a consumer; metrics use the fanout prefix."""
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 503
-    assert ready.mimetype == "application/problem+json"
+    assert_problem(ready, 503)
     text = client.get("/metrics").get_data(as_text=True)
     for name in (
         'emostream_fanout_connections{transport="sse"}',

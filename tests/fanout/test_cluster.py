@@ -111,14 +111,12 @@ def test_resume_on_the_other_process_has_no_gap_and_no_duplicate(
     produce(producer, topics.swarms, messages[4:9])
     # B has had no viewer of this stream; its replay buffer still holds every recent swarm.
     wait_until("B", lambda: metric(pair.b, "emostream_fanout_swarms_published_total") > 0, 10)
-    resumed = RawFeed(f"{pair.b}/v1/streams/{stream}/events", {"Last-Event-ID": ids(seen)[-1]})
-    try:
+    resume_from = {"Last-Event-ID": ids(seen)[-1]}
+    with RawFeed(f"{pair.b}/v1/streams/{stream}/events", resume_from) as resumed:
         later = resumed.read(5)
         produce(producer, topics.swarms, messages[9:])
         later += resumed.read(3)
         later += resumed.read_for(1.5)
-    finally:
-        resumed.close()
     assert ids(seen) + ids(later) == [m["id"] for m in messages]
 
 
@@ -144,12 +142,9 @@ class DrainedViewer:
             self.ended_at = time.monotonic()
             feed.close()
             after = self.first[-1] if self.first else "0"
-            again = RawFeed(self.other_url, {"Last-Event-ID": after})
-            try:
+            with RawFeed(self.other_url, {"Last-Event-ID": after}) as again:
                 while self.last_id not in self.second:
                     self.second += ids(again.read(1, within_s=20))
-            finally:
-                again.close()
         except BaseException as exc:  # noqa: BLE001 - reported by the test thread
             self.error = exc
 

@@ -39,8 +39,7 @@ def ws_connections(base_url: str) -> int:
 def test_sse_feed_follows_the_contract(fanout: str, producer: Producer, topics: Topics) -> None:
     """Live swarms arrive in order as id / event: swarm / data frames with the SSE headers."""
     stream = f"it-{uuid.uuid4().hex[:10]}"
-    feed = RawFeed(f"{fanout}/v1/streams/{stream}/events")
-    try:
+    with RawFeed(f"{fanout}/v1/streams/{stream}/events") as feed:
         assert feed.response.status_code == 200
         assert feed.response.headers["Content-Type"].startswith("text/event-stream")
         assert feed.response.headers["Cache-Control"] == "no-cache"
@@ -50,8 +49,6 @@ def test_sse_feed_follows_the_contract(fanout: str, producer: Producer, topics: 
         messages = [swarm_message(stream, b, window=b) for b in (1, 2, 3)]
         produce(producer, topics.swarms, messages)
         events = feed.read(3)
-    finally:
-        feed.close()
     assert [e.event for e in events] == ["swarm"] * 3
     assert [e.id for e in events] == [m["id"] for m in messages]
     # Exactly what Kafka holds, plus the viewer count (this feed is the stream's only viewer).
@@ -64,16 +61,13 @@ def test_duplicate_id_is_delivered_once(
     fanout: str, producer: Producer, topics: Topics, stream: str
 ) -> None:
     """A replayed micro-batch (the same ids written again) reaches a viewer once."""
-    feed = RawFeed(f"{fanout}/v1/streams/{stream}/events")
-    try:
+    with RawFeed(f"{fanout}/v1/streams/{stream}/events") as feed:
         feed.wait_open()
         batch = [swarm_message(stream, 7, window=w) for w in (0, 1)]
         after = swarm_message(stream, 8, window=1)
         produce(producer, topics.swarms, [*batch, *batch, after])
         events = feed.read(3)
         events += feed.read_for(1.5)
-    finally:
-        feed.close()
     assert [e.id for e in events] == [m["id"] for m in (*batch, after)]
 
 
@@ -83,8 +77,7 @@ def test_reconnect_with_last_event_id_gets_exactly_the_missed_swarms(
     """A viewer that comes back with Last-Event-ID gets what it missed, once, then live ones."""
     url = f"{fanout}/v1/streams/{stream}/events"
     first = RawFeed(url)
-    witness = RawFeed(url)  # stays connected, proving the missed swarms reached the server
-    try:
+    with RawFeed(url) as witness:  # stays connected, proving the missed swarms reached the server
         first.wait_open()
         witness.wait_open()
         produce(producer, topics.swarms, [swarm_message(stream, b) for b in (1, 2)])
@@ -93,17 +86,12 @@ def test_reconnect_with_last_event_id_gets_exactly_the_missed_swarms(
         missed = [swarm_message(stream, b) for b in (3, 4, 5)]
         produce(producer, topics.swarms, missed)
         witness.read(5)
-        back = RawFeed(url, {"Last-Event-ID": str(seen[-1].id)})
-        try:
+        with RawFeed(url, {"Last-Event-ID": str(seen[-1].id)}) as back:
             replayed = back.read(3)
             replayed += back.read_for(1.5)
             live = swarm_message(stream, 6)
             produce(producer, topics.swarms, [live])
             replayed += back.read(1)
-        finally:
-            back.close()
-    finally:
-        witness.close()
     assert [e.id for e in replayed] == [m["id"] for m in (*missed, live)]
 
 
@@ -162,22 +150,16 @@ def test_new_viewer_is_greeted_with_the_redis_snapshot(
     snapshot = swarm_message(stream, 42)
     with redis.Redis.from_url(redis_url) as r:
         r.set(latest_swarm_key(stream), encode_json(snapshot), ex=60)
-    feed = RawFeed(f"{fanout}/v1/streams/{stream}/events")
-    try:
+    with RawFeed(f"{fanout}/v1/streams/{stream}/events") as feed:
         (event,) = feed.read(1)
-    finally:
-        feed.close()
     assert event.id == snapshot["id"]
     assert orjson.loads(event.data) == with_viewers(snapshot, 1)
 
 
 def test_idle_feed_carries_heartbeats(fanout: str, stream: str) -> None:
     """A feed with nothing to say still sends comment heartbeats."""
-    feed = RawFeed(f"{fanout}/v1/streams/{stream}/events")
-    try:
+    with RawFeed(f"{fanout}/v1/streams/{stream}/events") as feed:
         feed.read_for(2.5)
-    finally:
-        feed.close()
     assert feed.parser.comments >= 2
     assert ": hb\n\n" in feed.text
 
