@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +65,6 @@ def _ready_everywhere(
     return ready
 
 
-@contextmanager
 def fanout(
     env: Mapping[str, str],
     procs: ProcessDir,
@@ -73,7 +72,7 @@ def fanout(
     streams: list[str],
     workers: int,
     max_connections: int,
-) -> Iterator[Server]:
+) -> AbstractContextManager[Server]:
     """The fanout service, started with the local stack's gunicorn command line."""
     port = free_port()
     full_env = {
@@ -84,17 +83,15 @@ def fanout(
     }
     cmd = gunicorn_command("fanout", port, "gevent")
     description = f"gunicorn -k gevent, {workers} workers x {max_connections} connections"
-    with _served(
+    return _served(
         "fanout", cmd, full_env, procs,
         port=port, streams=streams, description=description, ready_s=90,
-    ) as server:  # fmt: skip
-        yield server
+    )  # fmt: skip
 
 
-@contextmanager
 def baseline(
     env: Mapping[str, str], procs: ProcessDir, *, streams: list[str], workers: int, topic: str
-) -> Iterator[Server]:
+) -> AbstractContextManager[Server]:
     """The raw asyncio broadcaster of ``bench.fanout._baseline``, reading the same topic."""
     port = free_port()
     cmd = [
@@ -103,11 +100,10 @@ def baseline(
         "--topic", topic,
     ]  # fmt: skip
     description = f"raw asyncio, {workers} processes (SO_REUSEPORT), same Kafka topic"
-    with _served(
+    return _served(
         "baseline", cmd, env, procs,
         port=port, streams=streams, description=description, ready_s=60,
-    ) as server:  # fmt: skip
-        yield server
+    )  # fmt: skip
 
 
 @contextmanager
