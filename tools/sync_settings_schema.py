@@ -34,6 +34,7 @@ CHART_MANAGED = {
     "checkpoint_location": "aggregate.checkpoint",
     "spark_jars": "the Spark image (the connector is on Spark's class path)",
     "spark_driver_memory": "aggregate.driver.memory",
+    "autoscale_executors": "always on in a cluster (min_executors..max_executors)",
 }
 ROLES: dict[str, type[BaseSettings]] = {
     "commonSettings": CommonSettings,

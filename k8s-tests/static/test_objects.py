@@ -50,19 +50,18 @@ def test_exported_metrics_are_found() -> None:
     } <= exported
 
 
-def test_native_driver_runs_dynamic_allocation_with_shuffle_tracking() -> None:
-    """The driver's spark-defaults.conf turns on dynamic allocation within the chart's bounds."""
+def test_native_driver_starts_min_executors_and_scales_them_on_the_backlog() -> None:
+    """Spark starts min_executors with dynamic allocation off; the job's own autoscaler is on."""
     objects = chartlib.rendered(None)
     conf_text = chartlib.find(objects, "ConfigMap", "emostream-aggregate-spark")["data"][
         "spark-defaults.conf"
     ]
     conf = dict(line.split(" ", 1) for line in conf_text.splitlines() if line.strip())
-    assert conf["spark.dynamicAllocation.enabled"] == "true"
-    assert conf["spark.dynamicAllocation.shuffleTracking.enabled"] == "true"
-    assert (
-        conf["spark.dynamicAllocation.minExecutors"],
-        conf["spark.dynamicAllocation.maxExecutors"],
-    ) == ("1", "6")
+    assert conf["spark.dynamicAllocation.enabled"] == "false"
+    assert conf["spark.executor.instances"] == "1"
+    settings = chartlib.settings_of(objects, "aggregate")
+    assert settings["EMOSTREAM_AUTOSCALE_EXECUTORS"] == "true"
+    assert (settings["EMOSTREAM_MIN_EXECUTORS"], settings["EMOSTREAM_MAX_EXECUTORS"]) == ("1", "6")
     # The job's session builder sets its master from EMOSTREAM_SPARK_MASTER: both must agree.
     settings = chartlib.settings_of(objects, "aggregate")
     assert settings["EMOSTREAM_SPARK_MASTER"] == conf["spark.master"]
@@ -96,11 +95,11 @@ def test_checkpoint_volume_is_shared_by_driver_and_executors() -> None:
 
 
 def test_operator_mode_renders_a_spark_application() -> None:
-    """aggregate.mode=operator: a SparkApplication with dynamic allocation, no StatefulSet."""
+    """aggregate.mode=operator: a SparkApplication starting min_executors, no StatefulSet."""
     objects = chartlib.rendered("full-values.yaml")
     (app,) = chartlib.of_kind(objects, "SparkApplication")
-    assert app["spec"]["dynamicAllocation"]["enabled"] is True
-    assert app["spec"]["dynamicAllocation"]["shuffleTrackingEnabled"] is True
+    assert app["spec"]["dynamicAllocation"]["enabled"] is False
+    assert app["spec"]["executor"]["instances"] == 2
     assert app["spec"]["mainApplicationFile"] == "local:///opt/emostream/spark-jobs/aggregate.py"
     assert not [
         s

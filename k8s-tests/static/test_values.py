@@ -78,9 +78,8 @@ def test_schema_rejects_a_broken_value_with_a_clear_message(
             "redis.provider=external needs redis.external.url or redis.external.existingSecret",
         ),
         (
-            ["aggregate.dynamicAllocation.minExecutors=4"],
-            "aggregate.dynamicAllocation needs minExecutors <= initialExecutors <= maxExecutors"
-            " (got 4, 1, 6)",
+            ["aggregate.config.min_executors=7"],
+            "aggregate.config.min_executors (7) exceeds aggregate.config.max_executors (6)",
         ),
         (
             ["fanout.config.drain_s=8"],

@@ -262,6 +262,7 @@ The ConfigMap data of one role: the shared settings (config), the role's own
 {{- $_ := set $settings "spark_master" "k8s://https://kubernetes.default.svc:443" -}}
 {{- $_ := set $settings "metrics_port" $root.Values.aggregate.metrics.port -}}
 {{- $_ := set $settings "checkpoint_location" (include "emostream.checkpointLocation" $root) -}}
+{{- $_ := set $settings "autoscale_executors" true -}}
 {{- end -}}
 {{- $settings = merge $settings (include "emostream.commonSettings" $root | fromYaml) -}}
 {{- include "emostream.settingsData" $settings -}}

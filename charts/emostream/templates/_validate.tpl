@@ -17,9 +17,9 @@ to change. Included once, from configmap.yaml.
 {{- fail (printf "config.%s is set by the chart: use kafka.* / redis.* instead" $key) -}}
 {{- end -}}
 {{- end -}}
-{{- range $key := list "spark_master" "metrics_port" "checkpoint_location" -}}
+{{- range $key := list "spark_master" "metrics_port" "checkpoint_location" "autoscale_executors" -}}
 {{- if hasKey $v.aggregate.config $key -}}
-{{- fail (printf "aggregate.config.%s is set by the chart (aggregate.mode, aggregate.metrics.port, aggregate.checkpoint)" $key) -}}
+{{- fail (printf "aggregate.config.%s is set by the chart (aggregate.mode, aggregate.metrics.port, aggregate.checkpoint; executors always follow the backlog within min_executors..max_executors)" $key) -}}
 {{- end -}}
 {{- end -}}
 {{- if and (eq $v.kafka.provider "external") (not $v.kafka.external.bootstrapServers) -}}
@@ -56,9 +56,10 @@ to change. Included once, from configmap.yaml.
 {{- end -}}
 {{- end -}}
 {{- if $v.aggregate.enabled -}}
-{{- $da := $v.aggregate.dynamicAllocation -}}
-{{- if or (gt (int $da.minExecutors) (int $da.initialExecutors)) (gt (int $da.initialExecutors) (int $da.maxExecutors)) -}}
-{{- fail (printf "aggregate.dynamicAllocation needs minExecutors <= initialExecutors <= maxExecutors (got %d, %d, %d)" (int $da.minExecutors) (int $da.initialExecutors) (int $da.maxExecutors)) -}}
+{{- $minExecutors := int (default 1 $v.aggregate.config.min_executors) -}}
+{{- $maxExecutors := int (default 1 $v.aggregate.config.max_executors) -}}
+{{- if gt $minExecutors $maxExecutors -}}
+{{- fail (printf "aggregate.config.min_executors (%d) exceeds aggregate.config.max_executors (%d)" $minExecutors $maxExecutors) -}}
 {{- end -}}
 {{- $cp := $v.aggregate.checkpoint -}}
 {{- if and (not $cp.location) (not $cp.persistence.enabled) (not $cp.persistence.existingClaim) -}}

@@ -1,7 +1,7 @@
 {{/*
 Spark properties of the aggregation, shared by both modes. Native mode writes them to
 spark-defaults.conf; operator mode puts them in the SparkApplication's sparkConf (the operator
-sets resources and dynamic allocation from their own fields, so those are left out there).
+sets resources and the executor count from their own fields, so those are left out there).
 */}}
 
 {{/* Labels of executor pods (not selected by the driver's Service or NetworkPolicy). */}}
@@ -34,16 +34,10 @@ sets resources and dynamic allocation from their own fields, so those are left o
 {{- $_ := set $conf "spark.kubernetes.executor.limit.cores" ($a.executor.limitCores | toString) -}}
 {{- $_ := set $conf "spark.kubernetes.executor.podTemplateFile" "/opt/emostream/conf/executor-pod-template.yaml" -}}
 {{- $_ := set $conf "spark.kubernetes.executor.podTemplateContainerName" "executor" -}}
-{{- $da := $a.dynamicAllocation -}}
-{{- $_ := set $conf "spark.dynamicAllocation.enabled" "true" -}}
-{{- $_ := set $conf "spark.dynamicAllocation.shuffleTracking.enabled" "true" -}}
-{{- $_ := set $conf "spark.dynamicAllocation.minExecutors" (int $da.minExecutors | toString) -}}
-{{- $_ := set $conf "spark.dynamicAllocation.maxExecutors" (int $da.maxExecutors | toString) -}}
-{{- $_ := set $conf "spark.dynamicAllocation.initialExecutors" (int $da.initialExecutors | toString) -}}
-{{- $_ := set $conf "spark.dynamicAllocation.schedulerBacklogTimeout" (printf "%ds" (int $da.schedulerBacklogTimeoutSeconds)) -}}
-{{- $_ := set $conf "spark.dynamicAllocation.sustainedSchedulerBacklogTimeout" (printf "%ds" (int $da.sustainedSchedulerBacklogTimeoutSeconds)) -}}
-{{- $_ := set $conf "spark.dynamicAllocation.executorIdleTimeout" (printf "%ds" (int $da.executorIdleTimeoutSeconds)) -}}
-{{- $_ := set $conf "spark.dynamicAllocation.shuffleTracking.timeout" (printf "%ds" (int $da.shuffleTrackingTimeoutSeconds)) -}}
+{{- /* The driver's own autoscaler sizes the executors to the backlog (emostream's
+_scaling); Spark's dynamic allocation would fight it. */ -}}
+{{- $_ := set $conf "spark.dynamicAllocation.enabled" "false" -}}
+{{- $_ := set $conf "spark.executor.instances" (int (default 1 $a.config.min_executors) | toString) -}}
 {{- end -}}
 {{- range $key, $value := $a.sparkConf -}}
 {{- $_ := set $conf $key ($value | toString) -}}
