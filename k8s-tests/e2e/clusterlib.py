@@ -99,7 +99,8 @@ class Progress:
         self._reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
         self._capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
         self._start = time.monotonic()
-        self.timings: dict[str, float] = {}
+        #: The run's figures for the timings table: name -> shown value ("12.3 s", "41,000/s").
+        self.timings: dict[str, str] = {}
 
     def elapsed(self) -> float:
         return time.monotonic() - self._start
@@ -115,8 +116,16 @@ class Progress:
 
     def mark(self, name: str, since: float) -> None:
         """Record how long ``name`` took (since ``since``, an :meth:`elapsed` value)."""
-        self.timings[name] = self.elapsed() - since
-        self.say(f"{name}: {self.timings[name]:.1f} s")
+        self.seconds(name, self.elapsed() - since)
+
+    def seconds(self, name: str, seconds: float) -> None:
+        """Record that ``name`` took ``seconds``."""
+        self.figure(name, f"{seconds:.1f} s")
+
+    def figure(self, name: str, shown: str) -> None:
+        """Record a figure of the run as it is to be shown (a rate, a count)."""
+        self.timings[name] = shown
+        self.say(f"{name}: {shown}")
 
 
 @dataclass

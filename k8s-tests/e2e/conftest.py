@@ -38,7 +38,10 @@ from clusterlib import (
     version,
 )
 from kube_portforward import PortForward
-from kubernetes import client, config
+from kubernetes import client as kube
+from kubernetes import config
+
+from emostream.client import EmostreamClient
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +49,10 @@ def progress(pytestconfig: pytest.Config) -> Iterator[Progress]:
     """Progress lines and the timings of the run's phases, summed up at the end."""
     p = Progress(pytestconfig)
     yield p
-    for name, seconds in p.timings.items():
-        p.say(f"timing: {name}: {seconds:.1f} s")
+    for name, shown in p.timings.items():
+        p.say(f"timing: {name}: {shown}")
     if path := os.environ.get("EMOSTREAM_E2E_TIMINGS"):
-        rows = (f"{name}\t{seconds:.1f} s\n" for name, seconds in p.timings.items())
+        rows = (f"{name}\t{shown}\n" for name, shown in p.timings.items())
         Path(path).write_text("".join(rows))
 
 
@@ -60,9 +63,9 @@ def cluster(progress: Progress) -> Iterator[Cluster]:
     if not kubeconfig:
         pytest.skip("KUBECONFIG is not set: these tests need a Kubernetes cluster (docs/e2e.md)")
     config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    core = client.CoreV1Api()
+    core = kube.CoreV1Api()
     namespace = f"emostream-e2e-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    core.create_namespace(kube.V1Namespace(metadata=kube.V1ObjectMeta(name=namespace)))
     progress.say(f"namespace {namespace} on {kubeconfig}")
     c = Cluster(
         namespace=namespace,
@@ -190,6 +193,13 @@ def fanout_forward(cluster: Cluster, release: str) -> Iterator[PortForward]:
 def fanout_url(fanout_forward: PortForward) -> str:
     """http://127.0.0.1:<port> forwarded to the fanout Service."""
     return fanout_forward.url
+
+
+@pytest.fixture(scope="session")
+def client(ingest_url: str, fanout_url: str) -> Iterator[EmostreamClient]:
+    """An SDK client on the two port-forwards."""
+    with EmostreamClient(ingest_url=ingest_url, fanout_url=fanout_url) as c:
+        yield c
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:

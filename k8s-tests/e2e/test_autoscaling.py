@@ -175,8 +175,8 @@ def test_autoscalers_scale_up_under_load_and_back_down(
         load.stop()
     progress.say(f"load off after {load.sent} reactions accepted")
     for tier, seconds in up.items():
-        progress.timings[f"autoscaler: {tier} 1 -> {MAX_REPLICAS} ready pods, load on"] = seconds
+        progress.seconds(f"autoscaler: {tier} 1 -> {MAX_REPLICAS} ready pods, load on", seconds)
     down = _wait_for_pods(cluster, progress, 1, "both tiers back to 1 pod")
     for tier, seconds in down.items():
-        progress.timings[f"autoscaler: {tier} {MAX_REPLICAS} -> 1 pod, load off"] = seconds
+        progress.seconds(f"autoscaler: {tier} {MAX_REPLICAS} -> 1 pod, load off", seconds)
     assert load.sent > 0

@@ -7,23 +7,14 @@ Spark driver and its executor pods, Redis, fanout pods.
 import math
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from clusterlib import CHART, FULLNAME, POLL_S, Cluster, Progress
 from kube_portforward import PortForward
 from tests.support.feeds import SwarmCollector
 from tests.support.waiting import wait_until
 
 from emostream.client import EmostreamClient
-
-
-@pytest.fixture(scope="module")
-def client(ingest_url: str, fanout_url: str) -> Iterator[EmostreamClient]:
-    """An SDK client on the two port-forwards."""
-    with EmostreamClient(ingest_url=ingest_url, fanout_url=fanout_url) as c:
-        yield c
 
 
 def _stream() -> str:
