@@ -8,6 +8,7 @@ and emoji, the sum over windows of each window's final count must equal the even
 """
 
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -173,6 +174,28 @@ def _verify(scenario: Scenario, rows: list[Row]) -> None:
         )
 
 
+def _stop_and_bring_back(
+    scenario: Scenario,
+    part: str,
+    stop: Callable[[], object],
+    say: Say,
+    rows: list[Row],
+    *,
+    after_s: float,
+    send_s: float,
+) -> None:
+    """Run ``scenario`` with ``part`` taken down by ``stop`` ``after_s`` seconds in and brought
+    back by the stack's own ``up``; then only ``part`` was restarted and :func:`_verify` holds."""
+
+    def fault() -> None:
+        stop()
+        scenario.stack.up(say)
+
+    scenario.run(fault, fault_after_s=after_s, send_s=send_s)
+    assert scenario.restarted == [part], f"restarted: {scenario.restarted}"
+    _verify(scenario, rows)
+
+
 def _metric(stack: FaultStack, name: str) -> str:
     url = f"http://127.0.0.1:{stack.settings.aggregate_metrics_port}/metrics"
     try:
@@ -186,16 +209,13 @@ def test_kafka_broker_killed_for_15_s(
     healed: FaultStack, swarm_log: SwarmLog, say: Say, fault_rows: list[Row]
 ) -> None:
     """kill -9 the broker for 15 s mid-send: 503s meanwhile, then every 2xx counted once."""
-    scenario = _scenario("Kafka broker kill -9, down 15 s", healed, swarm_log)
 
-    def fault() -> None:
+    def kill_for_15_s() -> None:
         _kill_group(healed, "kafka")
         time.sleep(15)
-        healed.up(say)
 
-    scenario.run(fault, fault_after_s=15, send_s=60)
-    assert scenario.restarted == ["kafka"], f"restarted: {scenario.restarted}"
-    _verify(scenario, fault_rows)
+    scenario = _scenario("Kafka broker kill -9, down 15 s", healed, swarm_log)
+    _stop_and_bring_back(scenario, "kafka", kill_for_15_s, say, fault_rows, after_s=15, send_s=60)
 
 
 def test_spark_job_killed_and_restarted(
@@ -203,14 +223,8 @@ def test_spark_job_killed_and_restarted(
 ) -> None:
     """kill -9 the aggregation mid-send, start it again: it resumes from its checkpoint."""
     scenario = _scenario("Spark job kill -9, restarted", healed, swarm_log)
-
-    def fault() -> None:
-        _kill_group(healed, "aggregate")
-        healed.up(say)
-
-    scenario.run(fault, fault_after_s=10, send_s=35)
-    assert scenario.restarted == ["aggregate"], f"restarted: {scenario.restarted}"
-    _verify(scenario, fault_rows)
+    kill = functools.partial(_kill_group, healed, "aggregate")
+    _stop_and_bring_back(scenario, "aggregate", kill, say, fault_rows, after_s=10, send_s=35)
 
 
 def test_redis_restarted(
@@ -218,14 +232,8 @@ def test_redis_restarted(
 ) -> None:
     """Redis stops and starts again mid-send: ingest and the aggregation carry on."""
     scenario = _scenario("Redis restart", healed, swarm_log)
-
-    def fault() -> None:
-        healed.procs.stop("redis", grace_s=30)
-        healed.up(say)
-
-    scenario.run(fault, fault_after_s=10, send_s=30)
-    assert scenario.restarted == ["redis"], f"restarted: {scenario.restarted}"
-    _verify(scenario, fault_rows)
+    stop = functools.partial(healed.procs.stop, "redis", grace_s=30)
+    _stop_and_bring_back(scenario, "redis", stop, say, fault_rows, after_s=10, send_s=30)
 
 
 def test_fanout_worker_killed_under_viewers(
@@ -304,11 +312,5 @@ def test_ingest_sigterm_then_started_again(
 ) -> None:
     """SIGTERM ingest under load, start it again: what got a 2xx before it stopped is counted."""
     scenario = _scenario("ingest SIGTERM, started again", healed, swarm_log)
-
-    def fault() -> None:
-        healed.procs.stop("ingest", grace_s=60)
-        healed.up(say)
-
-    scenario.run(fault, fault_after_s=10, send_s=35)
-    assert scenario.restarted == ["ingest"], f"restarted: {scenario.restarted}"
-    _verify(scenario, fault_rows)
+    stop = functools.partial(healed.procs.stop, "ingest", grace_s=60)
+    _stop_and_bring_back(scenario, "ingest", stop, say, fault_rows, after_s=10, send_s=35)
