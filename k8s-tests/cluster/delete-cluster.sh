@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Remove the kind cluster (KIND_CLUSTER, default emostream: its node containers) and its
-# kubeconfig. The images and caches stay, so up.sh makes a new cluster in a few minutes.
+# Remove the kind cluster (KIND_CLUSTER, default emostream: its node containers), its
+# kubeconfig and its shared file system (the volumes of the StorageClass `shared`, lib.sh's
+# SHARED_DIR). The images and caches stay, so up.sh makes a new cluster in a few minutes.
 #
 # usage: k8s-tests/cluster/delete-cluster.sh
 set -euo pipefail
@@ -15,3 +16,7 @@ else
   say "no cluster ${CLUSTER_NAME}"
 fi
 rm -f "${KUBECONFIG_FILE}"
+if [[ -d "${SHARED_DIR}" ]]; then
+  rm -rf "${SHARED_DIR}" || die "cannot remove ${SHARED_DIR} (files the cluster's pods wrote)"
+  say "removed the shared file system ${SHARED_DIR}"
+fi

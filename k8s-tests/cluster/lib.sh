@@ -10,6 +10,9 @@
 #   images/     build contexts of the images
 #   manifests/  manifests rendered from the Go modules (KEDA, the Prometheus Operator's CRDs, ...)
 #   logs/       the full output of every step
+#   shared/<cluster>/  the cluster's shared file system: mounted into every node at
+#               SHARED_NODE_PATH, where the StorageClass `shared` (ReadWriteMany) keeps its
+#               volumes; made empty with each new cluster, removed with it
 #   kubeconfig-<cluster>
 # Environment:
 #   EMOSTREAM_CLUSTER_CACHE, KIND_CLUSTER   see env.sh
@@ -31,6 +34,10 @@ NODE_IMAGE="kindest/node:${KUBERNETES_VERSION}-emostream"
 STATIC_BASE=emostream/static-base:2
 # The base of images that need iptables, ipset and conntrack (build-base.sh).
 NET_BASE=emostream/net-base:bookworm
+# The shared file system of the StorageClass `shared`: this directory of the machine, mounted
+# into every node at the same path (create-cluster.sh, manifests/shared-storage.yaml).
+SHARED_DIR="${CACHE}/shared/${CLUSTER_NAME}"
+SHARED_NODE_PATH=/mnt/shared
 
 # The Go toolchain installed here builds everything; nothing may download another toolchain.
 export GOMODCACHE="${CACHE}/go/mod" GOCACHE="${CACHE}/go/build" GOTOOLCHAIN=local

@@ -11,10 +11,14 @@
 #   3. from the client: the server's pod address (pod to pod across nodes), then
 #      http://cluster-smoke.<namespace>.svc.cluster.local:8080/ (CoreDNS and kube-proxy)
 #   4. `kubectl port-forward` from this machine to the server, and a GET on 127.0.0.1
-#   5. NetworkPolicy: a default-deny ingress policy in the namespace must refuse both pods
+#   5. shared volume: a ReadWriteMany claim of the StorageClass `shared`
+#      (install-shared-storage.sh), mounted by a pod on the first worker and one on the last; a
+#      file written by each must be read back by the other, and be in the cluster's shared
+#      directory on this machine (lib.sh's SHARED_DIR)
+#   6. NetworkPolicy: a default-deny ingress policy in the namespace must refuse both pods
 #      within 30 s; then a policy allowing ingress from role=client must let the client in
 #      again, by pod address and through the Service, while the bystander stays refused.
-#      Without an enforcing engine (install-kube-router.sh) step 5 fails.
+#      Without an enforcing engine (install-kube-router.sh) step 6 fails.
 # The namespace cluster-smoke is deleted at the end, also after a failure.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -23,6 +27,8 @@ IMAGE=emostream/cluster-smoke:1
 NAMESPACE=cluster-smoke
 FORWARD_PID=""
 POLICY_WAIT_S=30
+CLAIM=shared
+SHARED_WAIT_S=60
 kubectl() { cluster_kubectl "$@"; }
 
 cleanup() {
@@ -74,6 +80,72 @@ after the policy (is a policy engine installed? install-kube-router.sh)"
     ! fetch "$1" "$2" >/dev/null || die "NetworkPolicy enforced only now and then: $1 reached $2"
   done
   say "$1 -> $2: refused ($(grep -m 1 '^smoke:' <<<"${body}" | sed 's/.*: //'))"
+}
+
+# start_shared_pod NAME NODE: the smoke server as pod NAME on NODE, with the claim CLAIM at
+# /shared.
+start_shared_pod() {
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: $1, namespace: ${NAMESPACE}, labels: {role: shared}}
+spec:
+  nodeName: $2
+  containers:
+    - name: smoke
+      image: ${IMAGE}
+      imagePullPolicy: Never
+      volumeMounts: [{name: shared, mountPath: /shared}]
+  volumes:
+    - name: shared
+      persistentVolumeClaim: {claimName: ${CLAIM}}
+YAML
+}
+
+start_shared_volume() {
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: ${CLAIM}, namespace: ${NAMESPACE}}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: shared
+  resources: {requests: {storage: 1Mi}}
+YAML
+  start_shared_pod shared-writer "$1"
+  start_shared_pod shared-reader "$2"
+}
+
+# pass_file FROM TO FILE: FROM writes FILE on the shared volume, TO must read the same text.
+pass_file() {
+  local from=$1 to=$2 file=/shared/$3 text got
+  text="written by $1 on $(node_of "$1") at $(date -u +%H:%M:%S.%N)"
+  kubectl -n "${NAMESPACE}" exec "${from}" -- /smoke write "${file}" "${text}" ||
+    die "shared volume: ${from} could not write ${file}"
+  say "${from} on $(node_of "${from}") wrote ${file}: ${text}"
+  got="$(kubectl -n "${NAMESPACE}" exec "${to}" -- /smoke read "${file}" 2>&1)" || true
+  [[ "${got}" == "${text}" ]] || die "shared volume NOT shared: ${to} on $(node_of "${to}") reads \
+${file} as '${got//$'\n'/; }', not '${text}' written by ${from} on $(node_of "${from}")"
+  say "${to} on $(node_of "${to}") read ${file}: ${got}"
+}
+
+node_of() { kubectl -n "${NAMESPACE}" get pod "$1" -o jsonpath='{.spec.nodeName}'; }
+
+# The claim is bound to a volume on the shared path with no node affinity, and what the pods on
+# two nodes write there is one file system: each reads the other's file.
+check_shared_volume() {
+  local pv path affinity dir
+  pv="$(kubectl -n "${NAMESPACE}" get pvc "${CLAIM}" -o jsonpath='{.spec.volumeName}')"
+  path="$(kubectl get pv "${pv}" -o jsonpath='{.spec.hostPath.path}')"
+  affinity="$(kubectl get pv "${pv}" -o jsonpath='{.spec.nodeAffinity}')"
+  [[ -z "${affinity}" ]] || die "shared volume ${pv} is tied to a node: ${affinity}"
+  say "claim ${CLAIM} (ReadWriteMany, class shared) bound to ${pv}: ${path}, no node affinity"
+  pass_file shared-writer shared-reader handoff
+  pass_file shared-reader shared-writer reply
+  dir="${SHARED_DIR}/${path#"${SHARED_NODE_PATH}/"}"
+  [[ -s "${dir}/handoff" && -s "${dir}/reply" ]] ||
+    die "shared volume: handoff and reply are not in ${dir} on this machine"
+  say "on this machine: ${dir}/{handoff,reply}"
 }
 
 policy() {
@@ -129,6 +201,11 @@ main() {
   kubectl -n "${NAMESPACE}" expose pod cluster-smoke --port=8080 >/dev/null
   start_pod client "${client_node}" role=client
   start_pod other "${client_node}" role=other
+  start_shared_volume "${server_node}" "${client_node}"
+  kubectl -n "${NAMESPACE}" wait --for=jsonpath='{.status.phase}'=Bound "pvc/${CLAIM}" \
+    --timeout="${SHARED_WAIT_S}s" >/dev/null 2>&1 || die "claim ${CLAIM} of the StorageClass shared \
+not bound within ${SHARED_WAIT_S}s (is it installed? install-shared-storage.sh): $(kubectl -n \
+"${NAMESPACE}" describe pvc "${CLAIM}" | tail -n 3 | tr -s ' \n' ' ')"
   run_logged smoke-pods kubectl -n "${NAMESPACE}" wait --for=condition=Ready pod --all --timeout=120s
   say "server on ${server_node}, client and bystander on ${client_node}"
 
@@ -154,6 +231,7 @@ main() {
   [[ "${body}" == "smoke cluster-smoke" ]] || die "port-forward GET returned '${body}'"
   say "port-forward: GET http://127.0.0.1:${port}/ -> ${body}"
 
+  check_shared_volume
   check_network_policies "${pod_url}" "${service_url}"
   say "smoke check passed"
 }

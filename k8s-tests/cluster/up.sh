@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one way to a running offline cluster: build whatever is missing, create the cluster, install
-# the NetworkPolicy engine, KEDA and the monitoring stack, check it; every step timed.
+# the shared storage class, the NetworkPolicy engine, KEDA and the monitoring stack, check it;
+# every step timed.
 #
 # usage: k8s-tests/cluster/up.sh        (as root on a fresh machine: it installs Docker too)
 #
@@ -8,8 +9,10 @@
 #   build        build.sh: Kubernetes and the rest from the Go module proxy, Debian root file
 #                systems, system images, node image (about 5 s when all is built)
 #                build-kube-router.sh, build-keda.sh, build-prometheus.sh, build-monitoring.sh
-#   cluster      create-cluster.sh: kind cluster, one control-plane and two worker nodes
-#   install      install-kube-router.sh, install-keda.sh, install-monitoring.sh, then smoke.sh
+#   cluster      create-cluster.sh: kind cluster, one control-plane and two worker nodes, each
+#                mounting the shared directory
+#   install      install-shared-storage.sh (StorageClass shared, ReadWriteMany),
+#                install-kube-router.sh, install-keda.sh, install-monitoring.sh, then smoke.sh
 # A running cluster on which this same set (versions, manifests, install scripts, images) was
 # installed is left as it is: the install steps and the smoke check are skipped. Ends with a
 # table of the timings and the kubeconfig's path. Environment: see env.sh and lib.sh;
@@ -56,18 +59,19 @@ install_inputs() {
 # The digest the cluster records, if the parts it names are still there.
 installed_inputs() {
   local part
-  for part in kube-system/daemonset/kube-router keda/deployment/keda-operator \
-    monitoring/deployment/prometheus-operator; do
+  for part in shared-storage/deployment/shared-storage-provisioner kube-system/daemonset/kube-router \
+    keda/deployment/keda-operator monitoring/deployment/prometheus-operator; do
     cluster_kubectl -n "${part%%/*}" get "${part#*/}" >/dev/null 2>&1 || return 0
   done
   cluster_kubectl -n kube-system get configmap "${MARK}" -o jsonpath='{.data.inputs}' 2>/dev/null || true
 }
 
 install_all() {
+  step "install: shared storage (StorageClass shared, ReadWriteMany)" "${HERE}/install-shared-storage.sh"
   step "install: kube-router (NetworkPolicy engine)" "${HERE}/install-kube-router.sh"
   step "install: KEDA, with its scaling check" "${HERE}/install-keda.sh"
   step "install: monitoring stack, with its checks" "${HERE}/install-monitoring.sh"
-  step "smoke check: pods, Services, DNS, NetworkPolicy" "${HERE}/smoke.sh"
+  step "smoke check: pods, Services, DNS, shared volume, NetworkPolicy" "${HERE}/smoke.sh"
   cluster_kubectl -n kube-system create configmap "${MARK}" --from-literal=inputs="$1" \
     --from-literal=installed="$(date -u +%Y-%m-%dT%H:%M:%SZ)" --dry-run=client -o yaml |
     cluster_kubectl apply -f - >/dev/null
@@ -85,8 +89,8 @@ main() {
   local inputs
   inputs="$(install_inputs)"
   if [[ "$(installed_inputs)" == "${inputs}" ]]; then
-    say "cluster ${CLUSTER_NAME} has this kube-router, KEDA and monitoring stack installed already"
-    record "install: kube-router, KEDA, monitoring stack; smoke check" "installed already"
+    say "cluster ${CLUSTER_NAME} has this shared storage, kube-router, KEDA and monitoring stack installed already"
+    record "install: storage, kube-router, KEDA, monitoring; smoke check" "installed already"
   else
     install_all "${inputs}"
   fi

@@ -1,9 +1,12 @@
 // Command smoke is the cluster's smoke-test workload: a static HTTP server that answers with the
-// pod's name, and a client mode that fetches a URL, so one tiny image checks pod networking,
-// Service routing and cluster DNS from inside the cluster and a port-forward from outside.
+// pod's name, a client mode that fetches a URL, and a file writer and reader, so one tiny image
+// checks pod networking, Service routing and cluster DNS from inside the cluster, a port-forward
+// from outside, and a volume shared by pods on different nodes.
 //
-//	smoke serve ADDR   answer GET / with "smoke <hostname>"
-//	smoke get URL      print the body of URL; exit 1 on any error or non-200 status
+//	smoke serve ADDR        answer GET / with "smoke <hostname>"
+//	smoke get URL           print the body of URL; exit 1 on any error or non-200 status
+//	smoke write FILE TEXT   write TEXT and a newline to FILE, synced to its file system
+//	smoke read FILE         print FILE
 package main
 
 import (
@@ -44,9 +47,33 @@ func get(url string) error {
 	return err
 }
 
+func write(path, text string) error {
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err = file.WriteString(text + "\n"); err == nil {
+		err = file.Sync()
+	}
+	if closeErr := file.Close(); err == nil {
+		err = closeErr
+	}
+	return err
+}
+
+func read(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(data)
+	return err
+}
+
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: smoke serve ADDR | smoke get URL")
+	args := len(os.Args) - 2
+	if args < 1 || args > 2 || (args == 2) != (os.Args[1] == "write") {
+		fmt.Fprintln(os.Stderr, "usage: smoke serve ADDR | smoke get URL | smoke write FILE TEXT | smoke read FILE")
 		os.Exit(2)
 	}
 	var err error
@@ -55,6 +82,10 @@ func main() {
 		err = serve(os.Args[2])
 	case "get":
 		err = get(os.Args[2])
+	case "write":
+		err = write(os.Args[2], os.Args[3])
+	case "read":
+		err = read(os.Args[2])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
