@@ -101,7 +101,7 @@ RUN_TIME ?= 2m
 load: up ## Locust, headless, against the local stack for RUN_TIME with USERS; report and plots in reports/
 	$(BIN)/python -m emostream.loadgen --users $(USERS) --run-time $(RUN_TIME) $(LOAD_ARGS)
 
-cluster: ## build (once, offline) and start the kind cluster `emostream`: 3 nodes, NetworkPolicy engine, KEDA, monitoring stack
+cluster: ## build (once, offline) and start the kind cluster `emostream`: 3 nodes, NetworkPolicy engine, ReadWriteMany StorageClass `shared`, KEDA, monitoring stack
 	k8s-tests/cluster/up.sh
 
 cluster-delete: ## delete the kind cluster `emostream` (the built images and caches stay, outside the clone)
