@@ -26,32 +26,37 @@ REACTIONS = 1_000_000
 EMOJIS = ("👏", "😂", "❤️", "😍")
 MIN_EXECUTORS, MAX_EXECUTORS = 1, 3
 EXECUTOR_SELECTOR = "app.kubernetes.io/component=aggregate-executor"
-#: Produces REACTIONS reactions of one stream, keyed by user id as ingest does, then waits for
-#: Kafka to acknowledge every one.
+#: Produces REACTIONS reactions of one stream as fast as one process can (far faster than one
+#: executor reads them: the point is a backlog), spread over the partitions as ingest's user-id
+#: keys spread them, then waits for Kafka to acknowledge every one. Each block of reactions
+#: shares one encoded message per emoji, stamped with the block's time.
 PRODUCER = """
-import os, sys, time, uuid
+import os, sys, time
 from confluent_kafka import Producer
 from emostream.common.events import Reaction
 
-n, stream, emojis = int(os.environ["REACTIONS"]), os.environ["STREAM"], os.environ["EMOJIS"]
+n, stream = int(os.environ["REACTIONS"]), os.environ["STREAM"]
+emojis = os.environ["EMOJIS"].split(",")  # one string each: ❤️ is two code points
 producer = Producer({"bootstrap.servers": "kafka:9092", "linger.ms": 20, "batch.size": 1000000,
-                     "compression.type": "lz4", "queue.buffering.max.messages": 500000})
+                     "compression.type": "lz4", "queue.buffering.max.messages": 1000000})
+keys = [f"u{i}".encode() for i in range(1000)]
 errors = []
 def delivered(err, _msg):
     if err is not None:
         errors.append(err)
-for i in range(n):
+block = 10000
+for start in range(0, n, block):
     now = int(time.time() * 1000)
-    reaction = Reaction(uuid.uuid4().hex, stream, f"u{i}", emojis[i % len(emojis)], now, now)
-    while True:
-        try:
-            producer.produce("reactions", key=reaction.user_id.encode(),
-                             value=reaction.encode(), on_delivery=delivered)
-            break
-        except BufferError:
-            producer.poll(0.05)
-    if i % 10000 == 0:
-        producer.poll(0)
+    values = [Reaction(f"{start}-{e}", stream, "u", e, now, now).encode() for e in emojis]
+    for i in range(start, min(start + block, n)):
+        while True:
+            try:
+                producer.produce("reactions", values[i % len(values)], keys[i % len(keys)],
+                                 on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.poll(0)
 left = producer.flush(300)
 if left or errors:
     sys.exit(f"{left} not acknowledged; errors: {errors[:3]}")
@@ -117,7 +122,7 @@ def _producer_job(cluster: Cluster, stream: str) -> str:
         "env": [
             {"name": "REACTIONS", "value": str(REACTIONS)},
             {"name": "STREAM", "value": stream},
-            {"name": "EMOJIS", "value": "".join(EMOJIS)},
+            {"name": "EMOJIS", "value": ",".join(EMOJIS)},
         ],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": {
