@@ -22,7 +22,7 @@ from tests.support.waiting import wait_until
 
 from emostream.client import EmostreamClient
 
-REACTIONS = 1_000_000
+REACTIONS = 2_000_000
 EMOJIS = ("👏", "😂", "❤️", "😍")
 MIN_EXECUTORS, MAX_EXECUTORS = 1, 3
 EXECUTOR_SELECTOR = "app.kubernetes.io/component=aggregate-executor"
@@ -169,7 +169,7 @@ def test_executors_follow_the_backlog_and_every_reaction_counts(
     driver_url: str,
     progress: Progress,
 ) -> None:
-    """1,000,000 reactions at once: executors rise to the maximum on two nodes, then fall back."""
+    """2,000,000 reactions at once: executors rise to the maximum on two nodes, then fall back."""
     assert len(_running_executors(cluster)) == MIN_EXECUTORS
     stream = f"backlog-{uuid.uuid4().hex[:8]}"
     watch = Watch()
