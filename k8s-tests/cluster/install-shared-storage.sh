@@ -33,15 +33,7 @@ wait_provisioner() {
 # node may mount; its directory is made in SHARED_DIR on this machine.
 probe_claim() {
   kubectl -n "${NAMESPACE}" delete pvc "${PROBE}" --ignore-not-found --wait=true
-  kubectl apply -f - <<YAML
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: ${PROBE}, namespace: ${NAMESPACE}}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: shared
-  resources: {requests: {storage: 1Mi}}
-YAML
+  shared_claim "${PROBE}" "${NAMESPACE}"
   kubectl -n "${NAMESPACE}" wait --for=jsonpath='{.status.phase}'=Bound "pvc/${PROBE}" --timeout=120s
   local pv path affinity
   pv="$(kubectl -n "${NAMESPACE}" get pvc "${PROBE}" -o jsonpath='{.spec.volumeName}')"

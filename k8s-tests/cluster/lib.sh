@@ -159,3 +159,16 @@ render_manifest() {
 load_images() {
   run_logged "load-$(basename "$0" .sh)" kind load docker-image --name "${CLUSTER_NAME}" "$@"
 }
+
+# shared_claim NAME NAMESPACE: create a 1 MiB ReadWriteMany claim of the class `shared`.
+shared_claim() {
+  cluster_kubectl apply -f - <<YAML
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: $1, namespace: $2}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: shared
+  resources: {requests: {storage: 1Mi}}
+YAML
+}

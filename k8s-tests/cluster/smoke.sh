@@ -103,15 +103,7 @@ YAML
 }
 
 start_shared_volume() {
-  kubectl apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: ${CLAIM}, namespace: ${NAMESPACE}}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: shared
-  resources: {requests: {storage: 1Mi}}
-YAML
+  shared_claim "${CLAIM}" "${NAMESPACE}" >/dev/null
   start_shared_pod shared-writer "$1"
   start_shared_pod shared-reader "$2"
 }
