@@ -1,10 +1,11 @@
 """The aggregation's executors follow the ``reactions`` backlog, as an HPA follows its metric.
 
-Spark's dynamic allocation adds executors for *tasks* that wait, not for *records* that wait. A
-streaming query's micro-batches are capped by ``maxOffsetsPerTrigger`` and finish within a few
-seconds however large the backlog, so tasks never wait long enough to add executors; and every
-executor gets a task in every batch, so none is ever idle long enough to be released. The
-driver therefore runs its own autoscaler (:class:`ExecutorAutoscaler`): every period it turns the
+Spark's dynamic allocation adds executors for *tasks* that wait, not for *records* that wait,
+and removes them only after they have sat idle past its timeouts. A streaming query's
+micro-batches are capped by ``maxOffsetsPerTrigger`` and finish within seconds however large the
+backlog; measured on a cluster, dynamic allocation started its maximum during the job's warm-up,
+with no backlog at all, and released them minutes later (docs/autoscaling.md). The driver
+therefore runs its own autoscaler (:class:`ExecutorAutoscaler`): every period it turns the
 backlog into seconds of work at the rate the job has shown it can process, and sets the executor
 count the way an HPA sets replicas,
 
@@ -194,7 +195,8 @@ class ExecutorAutoscaler:
             ):
                 log.info("removing executors", extra={"to": desired, "backlog_s": signal_s})
                 self._total = desired
-        CURRENT.set(len(self._executors.registered()))
+        # Executors come and go asynchronously: the count read for this step is as current as any.
+        CURRENT.set(len(registered))
         return self._total
 
     def _run(self) -> None:
