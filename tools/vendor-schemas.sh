@@ -17,13 +17,14 @@
 # Needs go, mvn and the project's virtualenv (.venv, for PyYAML).
 set -euo pipefail
 
-KUBERNETES_VERSION="v1.37.2"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The schema target, named once for the cluster scripts and the static tests too.
+KUBERNETES_VERSION="$(sed -n 's/^SCHEMA_KUBERNETES_VERSION=//p' "${ROOT}/k8s-tests/cluster/versions.env")"
 STRIMZI_VERSION="1.2.0"
 KEDA_VERSION="v2.20.2"
 PROMETHEUS_OPERATOR_VERSION="v0.85.0"
 SPARK_OPERATOR_VERSION="v2.5.2"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${ROOT}/k8s-tests/schemas"
 WORK="$(mktemp -d)"
 trap 'rm -rf "${WORK}"' EXIT

@@ -9,6 +9,7 @@
 #   etcd, coredns            the versions `kubeadm config images list` names
 #   local-path-provisioner, containerd, runc, crictl   the node's and the system pods'
 #   pause                    a static C program (images/pause.c here), built with gcc
+#   skaffold                 the dev loop's tool, for the end-to-end run of skaffold.yaml
 # Each component lands in <cache>/bin/<name>-<version>/ (lib.sh) and is skipped when that
 # directory is complete. Versions: versions.env.
 set -euo pipefail
@@ -121,6 +122,21 @@ build_runc() {
   "${out}/runc" --version
 }
 
+# skaffold's go.mod has replace directives too, and a wrapper would lose them (its k8s.io pins):
+# it is built inside a copy of its own module.
+build_skaffold() {
+  local out=$1 module=github.com/GoogleContainerTools/skaffold/v2 dir
+  dir="$(cd / && go mod download -json "${module}@${SKAFFOLD_VERSION}" | jq -r .Dir)"
+  rm -rf "${SRC}/skaffold"
+  cp -r "${dir}" "${SRC}/skaffold"
+  chmod -R u+w "${SRC}/skaffold"
+  cd "${SRC}/skaffold"
+  CGO_ENABLED=0 nice_go build -trimpath \
+    -ldflags "-s -w -X ${module}/pkg/skaffold/version.version=${SKAFFOLD_VERSION}" \
+    -o "${out}/skaffold" ./cmd/skaffold
+  "${out}/skaffold" version
+}
+
 build_pause() {
   nice -n 15 gcc -Os -static -Wall -Werror -o "$1/pause" "${HERE}/images/pause.c"
   strip "$1/pause"
@@ -145,6 +161,7 @@ main() {
   component "runc-${RUNC_VERSION}" build_runc
   component "crictl-${CRICTL_VERSION}" build_crictl
   component "pause" build_pause
+  component "skaffold-${SKAFFOLD_VERSION}" build_skaffold
   say "binaries ready in ${BIN}"
 }
 

@@ -11,7 +11,7 @@
 #      Prometheus) and manifests/metrics-server.yaml (kube-system)
 #   4. checks: the resource metrics API answers `kubectl top nodes`; kube-state-metrics serves
 #      kube_deployment_status_replicas; the Prometheus the operator runs (with its config
-#      reloader) scrapes kube-state-metrics through a ServiceMonitor
+#      reloader) scrapes kube-state-metrics and every kubelet's cAdvisor through ServiceMonitors
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -74,12 +74,13 @@ ksm_series() {
     grep '^kube_deployment_status_replicas{' | grep 'deployment="coredns"'
 }
 
-prometheus_series() {
+# prometheus_has QUERY: the operator's Prometheus answers QUERY (PromQL) with a series.
+prometheus_has() {
   local answer
-  answer="$(kubectl get --raw "/api/v1/namespaces/monitoring/services/prometheus-operated:web/proxy/api/v1/query?query=kube_deployment_status_replicas%7Bdeployment%3D%22coredns%22%7D")" ||
+  answer="$(kubectl get --raw "/api/v1/namespaces/monitoring/services/prometheus-operated:web/proxy/api/v1/query?query=$(jq -rn --arg q "$1" '$q|@uri')")" ||
     return 1
   jq -e '.data.result | length > 0' <<<"${answer}" >/dev/null || return 1
-  jq -c '.data.result[0] | {metric: .metric.__name__, namespace: .metric.namespace, deployment: .metric.deployment, value: .value[1]}' <<<"${answer}"
+  jq -c '.data.result[0] | {metric: .metric.__name__, namespace: .metric.namespace, value: .value[1]}' <<<"${answer}"
 }
 
 check_stack() {
@@ -87,8 +88,12 @@ check_stack() {
   retry 180 top_nodes || { echo "kubectl top nodes never listed every node"; return 1; }
   echo "kube-state-metrics:"
   retry 60 ksm_series || { echo "kube-state-metrics serves no kube_deployment_status_replicas"; return 1; }
-  echo "the operator's Prometheus, scraping kube-state-metrics through its ServiceMonitor:"
-  retry 180 prometheus_series || { echo "Prometheus has no kube_deployment_status_replicas"; return 1; }
+  echo "the operator's Prometheus, scraping kube-state-metrics and cAdvisor through ServiceMonitors:"
+  local query
+  for query in 'kube_deployment_status_replicas{deployment="coredns"}' \
+    'container_cpu_usage_seconds_total{namespace="kube-system",container!=""}'; do
+    retry 180 prometheus_has "${query}" || { echo "Prometheus has no ${query}"; return 1; }
+  done
 }
 
 main() {

@@ -48,13 +48,13 @@ def kafka_version() -> str:
     return jars[-1].name.removeprefix("kafka-")
 
 
-def prometheus_version() -> str:
-    """The Prometheus version k8s-tests/cluster/build-prometheus.sh builds: the image's tag."""
-    versions = ROOT / "k8s-tests" / "cluster" / "versions.env"
-    for line in versions.read_text().splitlines():
-        if line.startswith("PROMETHEUS_VERSION="):
-            return line.split("=", 1)[1]
-    raise RuntimeError(f"no PROMETHEUS_VERSION in {versions}")
+def kafka_manifest(release: str = RELEASE) -> str:
+    """kafka.yaml: the broker, its NetworkPolicy (admitting ``release``'s Kafka clients) and
+    the Job making the topics."""
+    manifest = (HERE / "kafka.yaml").read_text()
+    manifest = manifest.replace("KAFKA_VERSION", kafka_version())
+    manifest = manifest.replace("EMOSTREAM_VERSION", version())
+    return manifest.replace("RELEASE", release)
 
 
 def tool(env: str, local: Path | None, name: str) -> str:
@@ -141,7 +141,8 @@ class Cluster:
     def run(self, *args: str, stdin: str | None = None, timeout_s: float = 300) -> str:
         """Run kubectl or helm (the first argument) against the run's namespace; fail loudly."""
         tool = self.kubectl if args[0] == "kubectl" else self.helm
-        cmd = [tool, *args[1:], "--namespace", self.namespace]
+        # The namespace goes first: whatever follows a "--" belongs to the command run in a pod.
+        cmd = [tool, "--namespace", self.namespace, *args[1:]]
         done = subprocess.run(  # noqa: S603 - kubectl and helm with the run's own arguments
             cmd, input=stdin, capture_output=True, text=True, timeout=timeout_s, check=False
         )

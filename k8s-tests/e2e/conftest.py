@@ -6,8 +6,8 @@ two topics, then the chart itself (`helm install`, kafka.provider=external), and
 until every pod is ready, printing each change as it happens. Tests reach ingest and fanout
 through `kubectl port-forward` on 127.0.0.1. At the end the release is uninstalled and the
 namespace deleted, whatever the tests did; EMOSTREAM_E2E_KEEP=1 keeps both for a look. The
-autoscaling and observability tests also get a Prometheus in the namespace (prometheus.yaml),
-with the chart's alert rules, for KEDA and the tests to query.
+chart's monitors and alert rules go to the Prometheus the Operator runs in namespace
+monitoring, which KEDA and the tests query.
 
 Environment: KUBECONFIG (required, else every test is skipped), HELM (default
 .emostream/bin/helm, else helm on PATH), KUBECTL (default kubectl), EMOSTREAM_E2E_READY_S (how
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import requests
 from clusterlib import (
     CHART,
     CHART_VALUES,
@@ -32,16 +32,17 @@ from clusterlib import (
     ROOT,
     Cluster,
     Progress,
-    kafka_version,
-    prometheus_version,
+    kafka_manifest,
     tool,
-    version,
 )
 from kube_portforward import PortForward
 from kubernetes import client as kube
 from kubernetes import config
 
 from emostream.client import EmostreamClient
+
+#: Where k8s-tests/cluster/install-monitoring.sh runs the Operator and its Prometheus.
+PROMETHEUS_NAMESPACE = "monitoring"
 
 
 @pytest.fixture(scope="session")
@@ -88,10 +89,7 @@ def cluster(progress: Progress) -> Iterator[Cluster]:
 def kafka(cluster: Cluster, progress: Progress) -> str:
     """The in-cluster broker with the chart's topics; returns its bootstrap address."""
     start = progress.elapsed()
-    manifest = (HERE / "kafka.yaml").read_text()
-    manifest = manifest.replace("KAFKA_VERSION", kafka_version())
-    manifest = manifest.replace("EMOSTREAM_VERSION", version())
-    cluster.run("kubectl", "apply", "-f", "-", stdin=manifest)
+    cluster.run("kubectl", "apply", "-f", "-", stdin=kafka_manifest())
     progress.say("applied kafka.yaml; waiting for the broker and its topics")
 
     def topics_made() -> bool:
@@ -102,58 +100,72 @@ def kafka(cluster: Cluster, progress: Progress) -> str:
     return f"kafka.{cluster.namespace}.svc:9092"
 
 
-def _chart_values(kafka: str) -> list[str]:
-    """The values every helm command of the run gives the chart."""
+def _chart_values() -> list[str]:
+    """The values every helm command of the run gives the chart (values.yaml names the broker
+    kafka.yaml runs)."""
     return [
         *(arg for f in CHART_VALUES for arg in ("-f", str(f))),
         "--set", f"fullnameOverride={FULLNAME}",
-        "--set", f"kafka.external.bootstrapServers={kafka}",
     ]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
-def alert_rules(cluster: Cluster, kafka: str) -> list[dict[str, Any]]:
-    """The rule groups of the chart's PrometheusRule, rendered for this install.
-
-    The Prometheus Operator is not installed, so the chart is rendered as if its API were
-    served (monitoring enabled, as in production), and the groups go to Prometheus as a file.
-    """
-    rendered = cluster.run(
-        "helm", "template", RELEASE, str(CHART), *_chart_values(kafka),
-        "--api-versions", "monitoring.coreos.com/v1", "--set", "monitoring.enabled=true",
-        "--show-only", "templates/monitoring/prometheusrule.yaml",
-    )  # fmt: skip
-    groups: list[dict[str, Any]] = yaml.safe_load(rendered)["spec"]["groups"]
-    return groups
-
-
-@pytest.fixture(scope="session")
-def prometheus(cluster: Cluster, alert_rules: list[dict[str, Any]], progress: Progress) -> str:
-    """Prometheus scraping the namespace with the chart's alert rules (prometheus.yaml).
+def prometheus(cluster: Cluster, release: str, progress: Progress) -> str:
+    """The Prometheus the Operator runs (namespace monitoring), once it scrapes every target of
+    the chart's ServiceMonitors and PodMonitors in the run's namespace.
 
     Returns its address inside the cluster, the one KEDA is given.
     """
     start = progress.elapsed()
-    rules = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "prometheus-rules"},
-        "data": {"emostream.yml": yaml.safe_dump({"groups": alert_rules})},
+    monitors = [
+        m for kind in ("servicemonitors", "podmonitors") for m in cluster.get(kind)["items"]
+    ]
+    assert monitors, "the chart made no ServiceMonitor or PodMonitor (monitoring.enabled)"
+    # The Operator names each scrape pool serviceMonitor/<namespace>/<name>/<endpoint>.
+    jobs = {
+        f"{m['kind'][0].lower()}{m['kind'][1:]}/{cluster.namespace}/{m['metadata']['name']}"
+        for m in monitors
     }
-    cluster.run("kubectl", "apply", "-f", "-", stdin=yaml.safe_dump(rules))
-    manifest = (HERE / "prometheus.yaml").read_text()
-    manifest = manifest.replace("PROMETHEUS_VERSION", prometheus_version())
-    cluster.run("kubectl", "apply", "-f", "-", stdin=manifest)
-    cluster.run("kubectl", "rollout", "status", "deployment/prometheus", "--timeout=300s")
-    progress.mark("prometheus ready", start)
-    return f"http://prometheus.{cluster.namespace}.svc:9090"
+    with PortForward(
+        cluster.kubectl, PROMETHEUS_NAMESPACE, "svc/prometheus-operated", 9090, "/-/ready"
+    ) as pf:
+        pools: set[str] = set()
+
+        def scraping_all() -> bool:
+            targets = requests.get(f"{pf.url}/api/v1/targets?state=active", timeout=10).json()
+            pools.clear()
+            for t in targets["data"]["activeTargets"]:
+                pool = t["scrapePool"].rsplit("/", 1)[0]
+                if pool in jobs and t["health"] == "up":
+                    pools.add(pool)
+            return pools == jobs
+
+        cluster.wait(
+            lambda: f"Prometheus to scrape {sorted(jobs)}; up so far: {sorted(pools)}",
+            scraping_all,
+            300,
+            interval_s=5,
+        )
+    progress.mark("Operator's Prometheus scraping the release", start)
+    return f"http://prometheus-operated.{PROMETHEUS_NAMESPACE}.svc:9090"
 
 
 @pytest.fixture(scope="session")
 def prometheus_url(cluster: Cluster, prometheus: str) -> Iterator[str]:
-    """http://127.0.0.1:<port> forwarded to Prometheus, for the tests' own queries."""
-    with PortForward(cluster.kubectl, cluster.namespace, "svc/prometheus", 9090, "/-/ready") as pf:
+    """http://127.0.0.1:<port> forwarded to the Operator's Prometheus, for the tests' queries."""
+    with PortForward(
+        cluster.kubectl, PROMETHEUS_NAMESPACE, "svc/prometheus-operated", 9090, "/-/ready"
+    ) as pf:
         yield pf.url
+
+
+@pytest.fixture(scope="session")
+def alert_rules(cluster: Cluster, release: str) -> list[dict[str, Any]]:
+    """The rule groups of the PrometheusRule the chart installed."""
+    rules = cluster.get("prometheusrules")["items"]
+    assert len(rules) == 1, f"expected the chart's one PrometheusRule, found {len(rules)}"
+    groups: list[dict[str, Any]] = rules[0]["spec"]["groups"]
+    return groups
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +174,7 @@ def release(cluster: Cluster, kafka: str, progress: Progress) -> Iterator[str]:
     start = progress.elapsed()
     progress.say(f"helm install {RELEASE} (kind-values.yaml + e2e values.yaml)")
     try:
-        cluster.run("helm", "install", RELEASE, str(CHART), *_chart_values(kafka))
+        cluster.run("helm", "install", RELEASE, str(CHART), *_chart_values())
         cluster.wait_ready(float(os.environ.get("EMOSTREAM_E2E_READY_S", "600")))
         progress.mark("helm install to every pod ready", start)
         yield RELEASE
@@ -173,6 +185,36 @@ def release(cluster: Cluster, kafka: str, progress: Progress) -> Iterator[str]:
                 cluster.run("helm", "uninstall", RELEASE, "--wait", "--timeout", "120s")
             except RuntimeError as exc:
                 progress.say(f"uninstall failed (the namespace is deleted anyway): {exc}")
+
+
+@pytest.fixture
+def autoscaling(
+    cluster: Cluster, release: str, prometheus: str, progress: Progress
+) -> Iterator[None]:
+    """Autoscaling on (autoscaling-values.yaml: KEDA, reading the Operator's Prometheus) for one
+    test, off afterwards, so every other test sees the install it expects."""
+    try:
+        cluster.run("kubectl", "get", "crd", "scaledobjects.keda.sh")
+    except RuntimeError:
+        pytest.skip("KEDA is not installed on this cluster (docs/e2e.md: install KEDA first)")
+    cluster.run(
+        "helm", "upgrade", release, str(CHART), "--reuse-values",
+        "-f", str(HERE / "autoscaling-values.yaml"),
+        "--set", f"autoscaling.prometheus.serverAddress={prometheus}",
+    )  # fmt: skip
+    try:
+        for tier in ("ingest", "fanout"):
+            cluster.run(
+                "kubectl", "wait", "--for=condition=Ready", "--timeout=120s",
+                f"scaledobject/{FULLNAME}-{tier}",
+            )  # fmt: skip
+        progress.say("autoscaling on: ScaledObjects ready")
+        yield
+    finally:
+        cluster.run(
+            "helm", "upgrade", release, str(CHART), "--reuse-values",
+            "--set", "autoscaling.enabled=false",
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,8 @@
 #   emostream/e2e-redis:bookworm         Debian's redis-server (the chart's Redis, offline)
 #
 # Then, unless --no-load, `kind load docker-image` of those, emostream/{ingest,fanout,spark,
-# loadgen}:<version> and (if built here) Prometheus into the cluster KIND_CLUSTER (default
-# emostream). Build the project's images
-# first with `make images`. Environment: KIND (default: the kind the offline cluster was built
+# loadgen}:<version> into the cluster KIND_CLUSTER (default emostream). Build the project's
+# images first with `make images`. Environment: KIND (default: the kind the offline cluster was built
 # with, k8s-tests/cluster/env.sh; else kind on PATH), EMOSTREAM_IMAGE_BASE (default
 # emostream/debian:bookworm).
 set -euo pipefail
@@ -56,12 +55,4 @@ for image in "emostream/e2e-kafka:${kafka_version}" emostream/e2e-redis:bookworm
   "emostream/loadgen:${version}"; do
   run_logged "load-${image//[\/:]/-}" "${kind}" load docker-image "${image}" --name "${CLUSTER}"
 done
-# Prometheus for the autoscaling test: built offline by k8s-tests/cluster/build-prometheus.sh;
-# where it was not built, the cluster pulls upstream's image of that name.
-prometheus="quay.io/prometheus/prometheus:${PROMETHEUS_VERSION}"
-if docker image inspect "${prometheus}" >/dev/null 2>&1; then
-  run_logged load-prometheus "${kind}" load docker-image "${prometheus}" --name "${CLUSTER}"
-else
-  say "${prometheus} is not built here: the cluster pulls it"
-fi
 say "done"

@@ -1,25 +1,25 @@
 """The chart's KEDA autoscalers on a real cluster: load scales ingest and fanout up, quiet scales
 them back down.
 
-The test turns autoscaling on with `helm upgrade` (autoscaling-values.yaml: one to three pods
-per tier, small per-pod targets, quick scale-down) against the Prometheus the harness runs in
-the namespace, then opens enough SSE feeds to ask for three fanout pods and posts enough
-requests per second to ask for three ingest pods. KEDA reads the chart's own PromQL queries,
-the HPAs it owns scale the Deployments, and the new pods must become ready. Then the load stops
-and both tiers must return to one pod. Autoscaling is turned off again at the end, so the other
-tests see the install they expect whatever the order.
+The `autoscaling` fixture turns autoscaling on with `helm upgrade` (autoscaling-values.yaml:
+one to three pods per tier, small per-pod targets, quick scale-down) against the Operator's
+Prometheus; the test opens enough SSE feeds to ask for three fanout pods and posts enough
+requests per second to ask for three ingest pods. KEDA reads the chart's own PromQL queries, and
+ingest's CPU trigger the resource metrics metrics-server serves; the HPAs KEDA owns scale the
+Deployments, and the new pods must become ready. Then the load stops and both tiers must return
+to one pod.
 """
 
 import itertools
+import re
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-import pytest
-from clusterlib import CHART, FULLNAME, HERE, POLL_S, Cluster, Progress, open_sse_feeds
+from clusterlib import FULLNAME, POLL_S, Cluster, Progress, open_sse_feeds
 from tests.support.waiting import wait_until
 
 from emostream.client import EmostreamClient
@@ -85,42 +85,24 @@ class Load:
         self.feeds.clear()
 
 
-@pytest.fixture
-def autoscaling(
-    cluster: Cluster, release: str, prometheus: str, progress: Progress
-) -> Iterator[None]:
-    """Autoscaling on (KEDA, reading the namespace's Prometheus) for one test, off afterwards."""
-    try:
-        cluster.run("kubectl", "get", "crd", "scaledobjects.keda.sh")
-    except RuntimeError:
-        pytest.skip("KEDA is not installed on this cluster (docs/e2e.md: install KEDA first)")
-    cluster.run(
-        "helm", "upgrade", release, str(CHART), "--reuse-values",
-        "-f", str(HERE / "autoscaling-values.yaml"),
-        "--set", f"autoscaling.prometheus.serverAddress={prometheus}",
-    )  # fmt: skip
-    try:
-        for tier in TIERS:
-            cluster.run(
-                "kubectl", "wait", "--for=condition=Ready", "--timeout=120s",
-                f"scaledobject/{FULLNAME}-{tier}",
-            )  # fmt: skip
-        progress.say("autoscaling on: ScaledObjects ready")
-        yield
-    finally:
-        cluster.run(
-            "helm", "upgrade", release, str(CHART), "--reuse-values",
-            "--set", "autoscaling.enabled=false",
-        )  # fmt: skip
-
-
 def _replicas(cluster: Cluster, tier: str) -> tuple[int, int, str]:
-    """A tier's (ready pods, pods its HPA wants, the HPA's current metric value)."""
+    """A tier's (ready pods, pods its HPA wants, the HPA's current metric values)."""
     deployment = cluster.get("deployment", f"{FULLNAME}-{tier}")
     hpa = cluster.get("hpa", f"{FULLNAME}-{tier}")["status"]
-    metrics = hpa.get("currentMetrics") or [{}]
-    current = metrics[0].get("external", {}).get("current", {}).get("averageValue", "?")
-    return deployment["status"].get("readyReplicas", 0), hpa.get("desiredReplicas", 0), current
+    return (
+        deployment["status"].get("readyReplicas", 0),
+        hpa.get("desiredReplicas", 0),
+        ", ".join(_metric_value(m) for m in hpa.get("currentMetrics") or []) or "?",
+    )
+
+
+def _metric_value(metric: dict[str, Any]) -> str:
+    """One of an HPA's current metrics, as "cpu 12%" or "<KEDA's metric name> 4"."""
+    if resource := metric.get("resource"):
+        return f"{resource['name']} {resource['current'].get('averageUtilization', '?')}%"
+    external = metric.get("external", {})
+    name = external.get("metric", {}).get("name", metric.get("type", "?"))
+    return f"{name} {external.get('current', {}).get('averageValue', '?')}"
 
 
 def _wait_for_pods(
@@ -137,7 +119,7 @@ def _wait_for_pods(
         for tier in (t for t in TIERS if t not in reached):
             now = _replicas(cluster, tier)
             if seen.get(tier, (-1, -1, ""))[:2] != now[:2]:
-                progress.say(f"  {tier}: {now[0]} ready, HPA wants {now[1]} (per pod: {now[2]})")
+                progress.say(f"  {tier}: {now[0]} ready, HPA wants {now[1]} ({now[2]})")
             seen[tier] = now
             pods = len(cluster.get("pods", "-l", f"app.kubernetes.io/component={tier}")["items"])
             if now[0] == want and now[1] == want and pods == want:
@@ -155,7 +137,8 @@ def test_autoscalers_scale_up_under_load_and_back_down(
     fanout_url: str,
     progress: Progress,
 ) -> None:
-    """Under load both tiers reach three ready pods; without it, both return to one."""
+    """Under load both tiers reach three ready pods; without it, both return to one. Ingest's
+    HPA reads its pods' CPU utilisation from metrics-server throughout."""
     wait_until(
         "one pod per tier",
         lambda: all(_replicas(cluster, t)[0] == 1 for t in TIERS),
@@ -180,3 +163,6 @@ def test_autoscalers_scale_up_under_load_and_back_down(
     for tier, seconds in down.items():
         progress.seconds(f"autoscaler: {tier} {MAX_REPLICAS} -> 1 pod, load off", seconds)
     assert load.sent > 0
+    cpu = _replicas(cluster, "ingest")[2]
+    assert re.search(r"\bcpu \d+%", cpu), f"ingest's HPA has no CPU utilisation: {cpu}"
+    progress.say(f"ingest's HPA metrics at rest: {cpu}")

@@ -138,6 +138,8 @@ def _producer_job(cluster: Cluster, stream: str) -> str:
         "spec": {
             "backoffLimit": 0,
             "template": {
+                # Admitted by kafka.yaml's NetworkPolicy.
+                "metadata": {"labels": {"e2e-kafka-client": "true"}},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
@@ -147,7 +149,7 @@ def _producer_job(cluster: Cluster, stream: str) -> str:
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [container],
-                }
+                },
             },
         },
     }

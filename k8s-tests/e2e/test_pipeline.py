@@ -105,11 +105,14 @@ def _locust_errors(log: str) -> dict[str, int]:
 
 
 def test_in_cluster_load_test_completes(cluster: Cluster, release: str, progress: Progress) -> None:
-    """The chart's Locust run (loadtest.enabled) finishes, with requests sent and none lost.
+    """The chart's Locust run (loadtest.enabled) finishes, with requests sent and none lost,
+    and its SSE viewers receive swarms.
 
     The master Job exits non-zero on any failed request (--exit-code-on-error 1). The only
     failures accepted are ingest shedding load on purpose (503 while Kafka's queue is full, 429
     over a user's rate) on this small shared node, and only for under 1 % of the requests.
+    Viewers report each live swarm they receive as an "SSE swarm delivery" request: there must
+    be some, and none failed.
     """
     start = progress.elapsed()
     cluster.run(
@@ -141,3 +144,19 @@ def test_in_cluster_load_test_completes(cluster: Cluster, release: str, progress
     assert shed == failures, f"failures other than load shedding:\n{log}"
     assert failures < requests_sent / 100, f"{failures} of {requests_sent} requests shed"
     assert status.get("succeeded") or failures, f"the load test failed:\n{log}"
+    # The row "SSE  swarm delivery  <swarms>  <failures>(<percent>%) | ...".
+    deliveries = re.findall(r"SSE\s+swarm delivery\s+(\d+)\s+(\d+)\(", log)
+    assert deliveries, f"no swarm deliveries in the Locust summary:\n{log}"
+    swarms, failed = map(int, deliveries[-1])
+    progress.say(f"  SSE viewers: {swarms} swarms received, {failed} failed")
+    assert swarms > 0, f"the viewers received no swarm:\n{log}"
+    assert failed == 0, f"viewers' feeds failed:\n{log}"
+
+
+def test_helm_test_passes(cluster: Cluster, release: str, progress: Progress) -> None:
+    """`helm test`: the chart's test pod reaches every tier through its Service (the
+    aggregation's metrics port through the NetworkPolicy's exception for that pod)."""
+    out = cluster.run("helm", "test", release, "--logs", "--timeout", "180s")
+    for line in out.splitlines():
+        progress.say(f"  helm test: {line}")
+    assert re.search(r"Phase:\s+Succeeded", out), out

@@ -26,8 +26,19 @@ ADDONS = ROOT / "charts" / "addons"
 SCHEMAS = ROOT / "k8s-tests" / "schemas"
 PROFILES = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
 
+VERSIONS = ROOT / "k8s-tests" / "cluster" / "versions.env"
+
+
+def _schema_target() -> str:
+    """SCHEMA_KUBERNETES_VERSION of versions.env, without its "v"."""
+    for line in VERSIONS.read_text().splitlines():
+        if line.startswith("SCHEMA_KUBERNETES_VERSION="):
+            return line.split("=", 1)[1].removeprefix("v")
+    raise RuntimeError(f"no SCHEMA_KUBERNETES_VERSION in {VERSIONS}")
+
+
 #: The Kubernetes version the vendored schemas come from (tools/vendor-schemas.sh).
-KUBE_VERSION = "1.37.2"
+KUBE_VERSION = _schema_target()
 #: APIs of the operators the chart works with, as a cluster that runs them serves them.
 OPERATOR_APIS = (
     "kafka.strimzi.io/v1",

@@ -162,3 +162,38 @@ def test_external_profile_uses_the_given_kafka_and_redis_secret() -> None:
     ][0]["env"]
     redis = next(e for e in env if e["name"] == "EMOSTREAM_REDIS_URL")
     assert redis["valueFrom"]["secretKeyRef"] == {"name": "emostream-redis", "key": "redis-url"}
+
+
+def test_kafka_listener_admits_only_the_kafka_clients() -> None:
+    """Strimzi's NetworkPolicy for the listener (networkPolicyPeers) admits the pods that talk to
+    Kafka (ingest, fanout, the Spark driver and its executors) and no other pod of the release."""
+    objects = chartlib.rendered(None)
+    (kafka,) = chartlib.of_kind(objects, "Kafka")
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    peers = [peer["podSelector"] for peer in listener["networkPolicyPeers"]]
+    admitted = {
+        labels["app.kubernetes.io/component"]
+        for name, labels in chartlib.pod_templates_labels(objects)
+        if any(chartlib.selects_any(peer, [(name, labels)]) for peer in peers)
+    }
+    assert admitted == {"ingest", "fanout", "aggregate", "aggregate-executor"}
+    off = chartlib.render(None, ["networkPolicy.enabled=false"])
+    (kafka,) = chartlib.of_kind(off, "Kafka")
+    assert "networkPolicyPeers" not in kafka["spec"]["kafka"]["listeners"][0]
+
+
+def test_aggregation_metrics_admit_the_scraper_and_the_helm_test_pod() -> None:
+    """With networkPolicy.metricsFrom naming Prometheus, the aggregation's metrics port admits
+    it and the chart's `helm test` pod (which reads that port), and nothing else."""
+    monitoring = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    objects = chartlib.render(
+        None, ["networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"]
+    )
+    policy = chartlib.find(objects, "NetworkPolicy", f"{chartlib.RELEASE}-aggregate")
+    (rule,) = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == 9108]
+    peers = rule["from"]
+    assert monitoring in peers
+    (pod_peer,) = [p["podSelector"] for p in peers if "podSelector" in p]
+    admitted = [n for n, labels in chartlib.pod_templates_labels(objects)
+                if chartlib.selects_any(pod_peer, [(n, labels)])]  # fmt: skip
+    assert admitted == [f"Pod/{chartlib.RELEASE}-test"]

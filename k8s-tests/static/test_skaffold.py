@@ -23,7 +23,8 @@ def _normalised(image: str) -> str:
 
 
 def test_current_schema_version(skaffold: dict) -> None:
-    """The config uses skaffold's current schema (v4beta14, skaffold 2.20 and later)."""
+    """The config uses the schema of the skaffold the end-to-end run builds (v4beta14, from
+    skaffold 2.19; SKAFFOLD_VERSION in k8s-tests/cluster/versions.env)."""
     assert skaffold["apiVersion"] == "skaffold/v4beta14"
     assert skaffold["kind"] == "Config"
 
@@ -68,6 +69,8 @@ def test_profiles_use_existing_values_files(skaffold: dict) -> None:
             if patch["path"].endswith("/valuesFiles"):
                 for path in patch["value"]:
                     assert (chartlib.ROOT / path).is_file(), path
+            elif patch["path"].endswith("/valuesFiles/-"):
+                assert (chartlib.ROOT / patch["value"]).is_file(), patch["value"]
 
 
 def test_port_forwards_name_rendered_services(skaffold: dict) -> None:
