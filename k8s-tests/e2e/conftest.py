@@ -189,7 +189,11 @@ def release(cluster: Cluster, kafka: str, progress: Progress) -> Iterator[str]:
 
 @pytest.fixture
 def autoscaling(
-    cluster: Cluster, release: str, prometheus: str, progress: Progress
+    cluster: Cluster,
+    prometheus: str,
+    ingest_forward: PortForward,
+    fanout_forward: PortForward,
+    progress: Progress,
 ) -> Iterator[None]:
     """Autoscaling on (autoscaling-values.yaml: KEDA, reading the Operator's Prometheus) for one
     test, off afterwards, so every other test sees the install it expects."""
@@ -198,7 +202,7 @@ def autoscaling(
     except RuntimeError:
         pytest.skip("KEDA is not installed on this cluster (docs/e2e.md: install KEDA first)")
     cluster.run(
-        "helm", "upgrade", release, str(CHART), "--reuse-values",
+        "helm", "upgrade", RELEASE, str(CHART), "--reuse-values",
         "-f", str(HERE / "autoscaling-values.yaml"),
         "--set", f"autoscaling.prometheus.serverAddress={prometheus}",
     )  # fmt: skip
@@ -212,16 +216,25 @@ def autoscaling(
         yield
     finally:
         cluster.run(
-            "helm", "upgrade", release, str(CHART), "--reuse-values",
+            "helm", "upgrade", RELEASE, str(CHART), "--reuse-values",
             "--set", "autoscaling.enabled=false",
         )  # fmt: skip
+        # A scale-down may have removed the pods the forwards were on: they move to the next.
+        for forward in (ingest_forward, fanout_forward):
+            forward.wait_answering()
 
 
 @pytest.fixture(scope="session")
-def ingest_url(cluster: Cluster, release: str) -> Iterator[str]:
-    """http://127.0.0.1:<port> forwarded to the ingest Service."""
+def ingest_forward(cluster: Cluster, release: str) -> Iterator[PortForward]:
+    """The port-forward to the ingest Service, re-established when its pod goes away."""
     with PortForward(cluster.kubectl, cluster.namespace, f"svc/{FULLNAME}-ingest", 8000) as pf:
-        yield pf.url
+        yield pf
+
+
+@pytest.fixture(scope="session")
+def ingest_url(ingest_forward: PortForward) -> str:
+    """http://127.0.0.1:<port> forwarded to the ingest Service."""
+    return ingest_forward.url
 
 
 @pytest.fixture(scope="session")

@@ -51,12 +51,16 @@ class PortForward:
         except requests.RequestException:
             return False
 
+    def wait_answering(self, timeout_s: float = 60) -> None:
+        """Wait until the health path answers through the forward (after a restart, say)."""
+        wait_until(
+            f"an answer through {' '.join(self._cmd)}", self._answers, timeout_s, interval_s=0.5
+        )
+
     def __enter__(self) -> "PortForward":
         self._thread.start()
         try:
-            wait_until(
-                f"an answer through {' '.join(self._cmd)}", self._answers, 60, interval_s=0.5
-            )
+            self.wait_answering()
         except WaitTimeoutError:
             self.__exit__()
             raise

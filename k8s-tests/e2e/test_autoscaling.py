@@ -102,7 +102,8 @@ def _metric_value(metric: dict[str, Any]) -> str:
         return f"{resource['name']} {resource['current'].get('averageUtilization', '?')}%"
     external = metric.get("external", {})
     name = external.get("metric", {}).get("name", metric.get("type", "?"))
-    return f"{name} {external.get('current', {}).get('averageValue', '?')}"
+    current = external.get("current", {})
+    return f"{name} {current.get('averageValue', current.get('value', '?'))}"
 
 
 def _wait_for_pods(

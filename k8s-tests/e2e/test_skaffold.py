@@ -84,7 +84,7 @@ def test_skaffold_run_builds_deploys_and_a_swarm_arrives(
     """`skaffold run -p kind,e2e`, then reactions posted through it arrive as exact counts."""
     there = skaffold_cluster
     start = progress.elapsed()
-    done = _skaffold(there, "run", "-p", "kind,e2e", "--collect-metrics=false")
+    done = _skaffold(there, "run", "-p", "kind,e2e")
     for line in (done.stdout + done.stderr).splitlines()[-25:]:
         progress.say(f"  skaffold: {line}")
     assert done.returncode == 0, f"skaffold run failed:\n{done.stdout}{done.stderr}"
