@@ -88,7 +88,7 @@ def test_skaffold_run_builds_deploys_and_a_swarm_arrives(
     for line in (done.stdout + done.stderr).splitlines()[-25:]:
         progress.say(f"  skaffold: {line}")
     assert done.returncode == 0, f"skaffold run failed:\n{done.stdout}{done.stderr}"
-    progress.mark("skaffold run -p kind (build, load, helm install)", start)
+    progress.mark("skaffold run -p kind,e2e (build, load, helm install)", start)
     try:
         images = {
             c["image"]
