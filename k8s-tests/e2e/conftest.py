@@ -110,12 +110,18 @@ def _chart_values() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def prometheus(cluster: Cluster, release: str, progress: Progress) -> str:
-    """The Prometheus the Operator runs (namespace monitoring), once it scrapes every target of
-    the chart's ServiceMonitors and PodMonitors in the run's namespace.
+def prometheus_url(cluster: Cluster, release: str) -> Iterator[str]:
+    """http://127.0.0.1:<port> forwarded to the Operator's Prometheus, for the tests' queries."""
+    with PortForward(
+        cluster.kubectl, PROMETHEUS_NAMESPACE, "svc/prometheus-operated", 9090, "/-/ready"
+    ) as pf:
+        yield pf.url
 
-    Returns its address inside the cluster, the one KEDA is given.
-    """
+
+@pytest.fixture(scope="session")
+def prometheus(cluster: Cluster, prometheus_url: str, progress: Progress) -> str:
+    """The Operator's Prometheus once it scrapes every target of the chart's ServiceMonitors and
+    PodMonitors in the run's namespace; returns its address inside the cluster, for KEDA."""
     start = progress.elapsed()
     monitors = [
         m for kind in ("servicemonitors", "podmonitors") for m in cluster.get(kind)["items"]
@@ -126,37 +132,24 @@ def prometheus(cluster: Cluster, release: str, progress: Progress) -> str:
         f"{m['kind'][0].lower()}{m['kind'][1:]}/{cluster.namespace}/{m['metadata']['name']}"
         for m in monitors
     }
-    with PortForward(
-        cluster.kubectl, PROMETHEUS_NAMESPACE, "svc/prometheus-operated", 9090, "/-/ready"
-    ) as pf:
-        pools: set[str] = set()
+    pools: set[str] = set()
 
-        def scraping_all() -> bool:
-            targets = requests.get(f"{pf.url}/api/v1/targets?state=active", timeout=10).json()
-            pools.clear()
-            for t in targets["data"]["activeTargets"]:
-                pool = t["scrapePool"].rsplit("/", 1)[0]
-                if pool in jobs and t["health"] == "up":
-                    pools.add(pool)
-            return pools == jobs
+    def scraping_all() -> bool:
+        reply = requests.get(f"{prometheus_url}/api/v1/targets?state=active", timeout=10)
+        pools.clear()
+        for target in reply.json()["data"]["activeTargets"]:
+            if target["health"] == "up":
+                pools.add(target["scrapePool"].rsplit("/", 1)[0])
+        return jobs <= pools
 
-        cluster.wait(
-            lambda: f"Prometheus to scrape {sorted(jobs)}; up so far: {sorted(pools)}",
-            scraping_all,
-            300,
-            interval_s=5,
-        )
+    cluster.wait(
+        lambda: f"Prometheus to scrape {sorted(jobs)}; up so far: {sorted(pools & jobs)}",
+        scraping_all,
+        300,
+        interval_s=5,
+    )
     progress.mark("Operator's Prometheus scraping the release", start)
     return f"http://prometheus-operated.{PROMETHEUS_NAMESPACE}.svc:9090"
-
-
-@pytest.fixture(scope="session")
-def prometheus_url(cluster: Cluster, prometheus: str) -> Iterator[str]:
-    """http://127.0.0.1:<port> forwarded to the Operator's Prometheus, for the tests' queries."""
-    with PortForward(
-        cluster.kubectl, PROMETHEUS_NAMESPACE, "svc/prometheus-operated", 9090, "/-/ready"
-    ) as pf:
-        yield pf.url
 
 
 @pytest.fixture(scope="session")
