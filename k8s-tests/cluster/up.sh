@@ -8,7 +8,8 @@
 #   host         host-packages.sh: Docker engine running, debootstrap, tools
 #   build        build.sh: Kubernetes and the rest from the Go module proxy, Debian root file
 #                systems, system images, node image (about 5 s when all is built)
-#                build-kube-router.sh, build-keda.sh, build-prometheus.sh, build-monitoring.sh
+#                build-kube-router.sh, build-keda.sh, build-prometheus.sh, build-monitoring.sh,
+#                then the Go build cache is removed (the binaries stay)
 #   cluster      create-cluster.sh: kind cluster, one control-plane and two worker nodes, each
 #                mounting the shared directory
 #   install      install-shared-storage.sh (StorageClass shared, ReadWriteMany),
@@ -77,6 +78,15 @@ install_all() {
     cluster_kubectl apply -f - >/dev/null
 }
 
+# Every binary is kept in bin/; the Go build cache (about 15 GB after a cold build) would only
+# speed up rebuilding one after a version bump, so it goes. The module cache (about 8 GB) stays.
+trim_go_build_cache() {
+  if [[ -d "${GOCACHE}" ]]; then
+    say "removing the Go build cache: $(du -sh "${GOCACHE}" | cut -f1)"
+    go clean -cache
+  fi
+}
+
 main() {
   local started=${SECONDS}
   step "host: Docker engine, debootstrap, tools" "${HERE}/host-packages.sh"
@@ -85,6 +95,7 @@ main() {
   step "build: KEDA" "${HERE}/build-keda.sh"
   step "build: Prometheus" "${HERE}/build-prometheus.sh"
   step "build: Prometheus Operator, kube-state-metrics, metrics-server" "${HERE}/build-monitoring.sh"
+  step "build: trim the Go build cache" trim_go_build_cache
   step "cluster: create (${CLUSTER_NAME}, $((${EMOSTREAM_CLUSTER_WORKERS:-2} + 1)) nodes)" "${HERE}/create-cluster.sh"
   local inputs
   inputs="$(install_inputs)"
