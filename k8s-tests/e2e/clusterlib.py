@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from kubernetes import client
 from tests.support.waiting import WaitTimeoutError, wait_until
 
@@ -55,6 +56,47 @@ def kafka_manifest(release: str = RELEASE) -> str:
     manifest = manifest.replace("KAFKA_VERSION", kafka_version())
     manifest = manifest.replace("EMOSTREAM_VERSION", version())
     return manifest.replace("RELEASE", release)
+
+
+def python_job(name: str, script: str, env: dict[str, str], *, cpu: str = "100m") -> str:
+    """A Job manifest running ``script`` with the ingest image's Python (confluent-kafka and
+    the emostream package), ``env`` in its environment, labelled so that kafka.yaml's
+    NetworkPolicy admits it, as restricted as the chart's own pods."""
+    container = {
+        "name": "main",
+        "image": f"emostream/ingest:{version()}",
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-u", "-c", script],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "resources": {"requests": {"cpu": cpu, "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": {"e2e-kafka-client": "true"}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                },
+            },
+        },
+    }
+    return yaml.safe_dump(job)
 
 
 def tool(env: str, local: Path | None, name: str) -> str:

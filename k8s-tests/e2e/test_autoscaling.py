@@ -8,18 +8,35 @@ requests per second to ask for three ingest pods. KEDA reads the chart's own Pro
 ingest's CPU trigger the resource metrics metrics-server serves; the HPAs KEDA owns scale the
 Deployments, and the new pods must become ready. Then the load stops and both tiers must return
 to one pod.
+
+A second test shows fanout's other trigger, its delivery lag: a swarm rate that a fanout pod held
+to a tenth of a core cannot keep up with, watched by fewer viewers than one pod's connection
+target, takes fanout beyond one pod on the lag alone.
 """
 
 import itertools
+import json
 import re
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusterlib import FULLNAME, POLL_S, Cluster, Progress, open_sse_feeds
+import pytest
+from clusterlib import (
+    CHART,
+    FULLNAME,
+    POLL_S,
+    RELEASE,
+    Cluster,
+    Progress,
+    open_sse_feeds,
+    python_job,
+)
+from kubernetes.utils import parse_quantity
 from tests.support.waiting import wait_until
 
 from emostream.client import EmostreamClient
@@ -107,9 +124,16 @@ def _metric_value(metric: dict[str, Any]) -> str:
 
 
 def _wait_for_pods(
-    cluster: Cluster, progress: Progress, want: int, what: str, load: Load | None = None
+    cluster: Cluster,
+    progress: Progress,
+    want: int,
+    what: str,
+    *,
+    load: Load | None = None,
+    tiers: tuple[str, ...] = TIERS,
 ) -> dict[str, float]:
-    """Wait until every tier has ``want`` ready pods (and no more); return when each got there."""
+    """Wait until each of ``tiers`` has ``want`` ready pods (and no more); return when each got
+    there."""
     start = progress.elapsed()
     reached: dict[str, float] = {}
     seen: dict[str, tuple[int, int, str]] = {}
@@ -117,7 +141,7 @@ def _wait_for_pods(
     def done() -> bool:
         if load is not None:
             load.check()
-        for tier in (t for t in TIERS if t not in reached):
+        for tier in (t for t in tiers if t not in reached):
             now = _replicas(cluster, tier)
             if seen.get(tier, (-1, -1, ""))[:2] != now[:2]:
                 progress.say(f"  {tier}: {now[0]} ready, HPA wants {now[1]} ({now[2]})")
@@ -125,7 +149,7 @@ def _wait_for_pods(
             pods = len(cluster.get("pods", "-l", f"app.kubernetes.io/component={tier}")["items"])
             if now[0] == want and now[1] == want and pods == want:
                 reached[tier] = progress.elapsed() - start
-        return len(reached) == len(TIERS)
+        return len(reached) == len(tiers)
 
     wait_until(what, done, 420, interval_s=2)
     return reached
@@ -153,7 +177,7 @@ def test_autoscalers_scale_up_under_load_and_back_down(
         load.start_requests(stream)
         progress.say(f"load on: {FEEDS} SSE feeds open, {REQUESTS_PER_S} requests/s to ingest")
         up = _wait_for_pods(
-            cluster, progress, MAX_REPLICAS, "both tiers scaled to 3 ready pods", load
+            cluster, progress, MAX_REPLICAS, "both tiers scaled to 3 ready pods", load=load
         )
     finally:
         load.stop()
@@ -167,3 +191,170 @@ def test_autoscalers_scale_up_under_load_and_back_down(
     cpu = _replicas(cluster, "ingest")[2]
     assert re.search(r"\bcpu \d+%", cpu), f"ingest's HPA has no CPU utilisation: {cpu}"
     progress.say(f"ingest's HPA metrics at rest: {cpu}")
+
+
+#: Viewers of the lag test: fewer than autoscaling-values' 15 connections per pod, so the
+#: connections trigger alone asks for one pod throughout.
+LAG_VIEWERS = 12
+CONNECTIONS_PER_POD = 15
+#: The chart's default delivery-lag target (autoscaling.fanout.deliveryLagSeconds).
+LAG_TARGET_S = 0.5
+#: Swarms/s of the one stream those viewers watch: more writes than fanout's pod, held to
+#: LAG_CPU, can make, so it falls behind and its delivery lag rises.
+LAG_SWARMS_PER_S = 1000
+LAG_CPU = "100m"
+#: Holds a swarm rate on one stream and LAG_VIEWERS SSE viewers reading it through the fanout
+#: Service, from inside the cluster (a port-forward would be the bottleneck), until deleted. A
+#: viewer dropped for falling behind comes back, as a client would. Each swarm is a new
+#: micro-batch of one window, emitted now, the way the aggregation writes one.
+SWARM_LOAD = """
+import os, selectors, socket, threading, time
+from confluent_kafka import Producer
+from emostream.common.emoji import swarm_of
+from emostream.common.events import encode_json, iso_utc, swarm_id
+
+stream, rate = os.environ["STREAM"], int(os.environ["SWARMS_PER_S"])
+host, port = os.environ["FANOUT"].rsplit(":", 1)
+request = f"GET /v1/streams/{stream}/events HTTP/1.1\\r\\nHost: {host}\\r\\n\\r\\n".encode()
+selector = selectors.DefaultSelector()
+seen = {"bytes": 0, "reconnects": 0}
+
+def connect():
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(request)
+    sock.setblocking(False)
+    selector.register(sock, selectors.EVENT_READ)
+
+def read():
+    while True:
+        for key, _ in selector.select():
+            try:
+                data = key.fileobj.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            seen["bytes"] += len(data)
+            if not data:
+                selector.unregister(key.fileobj)
+                key.fileobj.close()
+                seen["reconnects"] += 1
+                connect()
+
+for _ in range(int(os.environ["VIEWERS"])):
+    connect()
+threading.Thread(target=read, daemon=True).start()
+producer = Producer({"bootstrap.servers": "kafka:9092", "linger.ms": 5})
+window = int(time.time() * 1000) // 2000 * 2000
+counts = {"🔥": 40, "❤️": 12}
+batch, tick, started = 0, 0.05, time.monotonic()
+while True:
+    now = int(time.time() * 1000)
+    for _ in range(int(rate * tick)):
+        batch += 1
+        message = {
+            "id": swarm_id(batch, window), "stream_id": stream,
+            "window_start": iso_utc(window), "window_end": iso_utc(window + 2000),
+            "counts": counts, "swarm": swarm_of(counts, 10), "sentiment": 0.9,
+            "emitted_at": now,
+        }
+        producer.produce("swarms", encode_json(message), stream.encode())
+    producer.poll(0)
+    if batch % (rate * 10) < rate * tick:
+        print(f"{batch} swarms, {seen['bytes']} bytes read, {seen['reconnects']} reconnects")
+    time.sleep(max(0.0, started + batch / rate - time.monotonic()))
+"""
+
+
+def _current(hpa_metric: dict[str, Any]) -> float:
+    """The value of one of an HPA's current external metrics."""
+    current = hpa_metric["external"]["current"]
+    quantity = current.get("averageValue", current.get("value", "0"))
+    return float(parse_quantity(quantity))  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+def fanout_short_of_cpu(cluster: Cluster, autoscaling: None) -> Iterator[None]:
+    """fanout held to LAG_CPU, every feed's writes timed and room to queue several seconds of
+    swarms per viewer (so lag shows before a viewer is dropped as slow); restored afterwards."""
+    values = json.loads(cluster.run("helm", "get", "values", RELEASE, "-a", "-o", "json"))
+    fanout = values["fanout"]
+    config = fanout["config"]
+    keys = ("client_queue_size", "replay_max_per_stream", "latency_sample_every")
+    restore = [f"fanout.resources.limits.cpu={fanout['resources']['limits']['cpu']}"]
+    restore += [f"fanout.config.{k}={config[k]}" for k in keys if k in config]
+
+    def upgrade(*settings: str) -> None:
+        sets = [arg for setting in settings for arg in ("--set", setting)]
+        cluster.run("helm", "upgrade", RELEASE, str(CHART), "--reuse-values", *sets)
+        cluster.run(
+            "kubectl", "rollout", "status", f"deployment/{FULLNAME}-fanout", "--timeout=180s"
+        )
+
+    upgrade(
+        f"fanout.resources.limits.cpu={LAG_CPU}",
+        "fanout.config.client_queue_size=4096",
+        "fanout.config.replay_max_per_stream=4096",
+        "fanout.config.latency_sample_every=1",
+    )
+    try:
+        yield
+    finally:
+        upgrade(*restore)
+
+
+def test_fanout_scales_on_delivery_lag_with_few_viewers(
+    cluster: Cluster, fanout_short_of_cpu: None, progress: Progress
+) -> None:
+    """A swarm rate one fanout pod cannot keep up with, watched by fewer viewers than one pod's
+    connection target: the delivery lag alone takes fanout beyond one pod, and fanout returns
+    to one pod once the swarms stop."""
+    wait_until(
+        "one fanout pod", lambda: _replicas(cluster, "fanout")[:2] == (1, 1), 300, interval_s=2
+    )
+    stream = f"e2e-lag-{uuid.uuid4().hex[:8]}"
+    job = f"swarm-load-{uuid.uuid4().hex[:6]}"
+    env = {
+        "STREAM": stream,
+        "SWARMS_PER_S": str(LAG_SWARMS_PER_S),
+        "VIEWERS": str(LAG_VIEWERS),
+        "FANOUT": f"{FULLNAME}-fanout:8080",
+    }
+    cluster.run("kubectl", "apply", "-f", "-", stdin=python_job(job, SWARM_LOAD, env, cpu="200m"))
+    progress.say(
+        f"job/{job}: {LAG_SWARMS_PER_S} swarms/s to {LAG_VIEWERS} viewers of {stream}, "
+        f"fanout held to {LAG_CPU} CPU"
+    )
+    start = progress.elapsed()
+    shown = ""
+    #: The HPA's metrics when it first asked for more than its one pod: (connections, lag).
+    decision: list[float] = []
+
+    def scaled_on_lag() -> bool:
+        nonlocal shown
+        ready, desired, now = _replicas(cluster, "fanout")
+        if now != shown:
+            progress.say(f"  fanout: {ready} ready, HPA wants {desired} ({now})")
+            shown = now
+        hpa = cluster.get("hpa", f"{FULLNAME}-fanout")["status"]
+        values = [_current(m) for m in hpa.get("currentMetrics") or [] if m.get("external")]
+        if not decision and hpa.get("currentReplicas") == 1 and hpa["desiredReplicas"] >= 2:
+            decision[:] = values
+        return bool(decision) and ready >= 2
+
+    try:
+        wait_until("fanout to scale out on its delivery lag", scaled_on_lag, 300)
+        progress.seconds(
+            "autoscaler: fanout delivery lag -> 2 ready pods", progress.elapsed() - start
+        )
+        progress.say(
+            f"job/{job}: {cluster.run('kubectl', 'logs', f'job/{job}', '--tail=1').strip()}"
+        )
+    finally:
+        cluster.run("kubectl", "delete", "job", job, "--cascade=foreground", "--timeout=120s")
+    connections, lag = decision
+    # The connections trigger alone would have kept one pod; the lag asked for more.
+    assert connections <= CONNECTIONS_PER_POD, f"{connections} connections counted"
+    assert lag > LAG_TARGET_S, f"a delivery lag of {lag} s should not scale fanout"
+    down = _wait_for_pods(cluster, progress, 1, "fanout back to 1 pod", tiers=("fanout",))
+    progress.seconds("autoscaler: fanout 1 pod again, swarms off", down["fanout"])

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import requests
-import yaml
-from clusterlib import FULLNAME, Cluster, Progress, version
+from clusterlib import FULLNAME, Cluster, Progress, python_job
 from kube_portforward import PortForward
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.feeds import SwarmCollector
@@ -114,46 +113,8 @@ def driver_url(cluster: Cluster, release: str) -> Iterator[str]:
 
 def _producer_job(cluster: Cluster, stream: str) -> str:
     name = f"backlog-{uuid.uuid4().hex[:6]}"
-    container = {
-        "name": "producer",
-        "image": f"emostream/ingest:{version()}",
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["python", "-c", PRODUCER],
-        "env": [
-            {"name": "REACTIONS", "value": str(REACTIONS)},
-            {"name": "STREAM", "value": stream},
-            {"name": "EMOJIS", "value": ",".join(EMOJIS)},
-        ],
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-    }
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                # Admitted by kafka.yaml's NetworkPolicy.
-                "metadata": {"labels": {"e2e-kafka-client": "true"}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                },
-            },
-        },
-    }
-    cluster.run("kubectl", "apply", "-f", "-", stdin=yaml.safe_dump(job))
+    env = {"REACTIONS": str(REACTIONS), "STREAM": stream, "EMOJIS": ",".join(EMOJIS)}
+    cluster.run("kubectl", "apply", "-f", "-", stdin=python_job(name, PRODUCER, env))
     return name
 
 

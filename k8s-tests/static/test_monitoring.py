@@ -17,6 +17,8 @@ EXTERNAL = {
     "kube_horizontalpodautoscaler_status_current_replicas",
     "kube_horizontalpodautoscaler_status_desired_replicas",
     "kube_horizontalpodautoscaler_spec_max_replicas",
+    "kube_horizontalpodautoscaler_spec_target_metric",
+    "kube_horizontalpodautoscaler_status_target_metric",
     "container_cpu_usage_seconds_total",
     "container_memory_working_set_bytes",
     "kafka_topic_partition_current_offset",
@@ -59,7 +61,8 @@ def test_dashboard_configmap_is_labelled_for_grafana() -> None:
 
 
 def test_dashboard_shows_what_operators_watch() -> None:
-    """The dashboard covers each tier's load, latency, drops, Kafka lag, scaling and resources."""
+    """The dashboard covers each tier's load, latency, drops, Kafka lag, resources, and each
+    autoscaler's signal against its target and desired against current replicas."""
     read = set().union(*map(series_read, dashboard_exprs(variables=False)))
     assert {
         "emostream_ingest_requests_total",
@@ -77,6 +80,11 @@ def test_dashboard_shows_what_operators_watch() -> None:
         "emostream_fanout_upstream_lag_messages",
         "kube_horizontalpodautoscaler_status_desired_replicas",
         "kube_horizontalpodautoscaler_status_current_replicas",
+        "kube_horizontalpodautoscaler_status_target_metric",
+        "emostream_aggregate_backlog_seconds",
+        "emostream_aggregate_backlog_target_seconds",
+        "emostream_aggregate_executors_desired",
+        "emostream_aggregate_executors",
         "container_cpu_usage_seconds_total",
         "container_memory_working_set_bytes",
     } <= read
