@@ -31,7 +31,12 @@ def _progress(name: str, batch: int, watermark: int, **kw: Any) -> SimpleNamespa
         inputRowsPerSecond=float("nan"),
         processedRowsPerSecond=10.0,
         batchDuration=300,
-        stateOperators=[SimpleNamespace(numRowsTotal=7)],
+        durationMs={"triggerExecution": 300, "addBatch": 250, "walCommit": 20},
+        stateOperators=[
+            SimpleNamespace(
+                numRowsTotal=7, allUpdatesTimeMs=40, allRemovalsTimeMs=5, commitTimeMs=60
+            )
+        ],
         sources=[
             SimpleNamespace(
                 endOffset=orjson.dumps(end).decode(), latestOffset=orjson.dumps(latest).decode()
@@ -99,3 +104,19 @@ def test_listener_records_backlog_rates_and_positions() -> None:
     assert _value("emostream_aggregate_invalid_records_total", name) == 2
     assert _value("emostream_aggregate_state_rows", name) == 7
     assert listener.positions()[name] == {("r", 0): 10, ("r", 1): 20}
+
+
+def test_listener_sums_batch_phases_and_state_store_time() -> None:
+    """Each batch adds its phases' wall time and its state stores' task time, in seconds."""
+    listener = ProgressListener()
+    name = "metrics_unit_phases"
+    for batch in (1, 2):
+        listener.onQueryProgress(SimpleNamespace(progress=_progress(name, batch, T0)))
+
+    def phase(metric: str, label: str, value: str) -> float:
+        return REGISTRY.get_sample_value(metric, {"query": name, label: value}) or 0.0
+
+    assert phase("emostream_aggregate_batch_phase_seconds_total", "phase", "addBatch") == 0.5
+    assert phase("emostream_aggregate_batch_phase_seconds_total", "phase", "walCommit") == 0.04
+    assert phase("emostream_aggregate_state_store_seconds_total", "operation", "commit") == 0.12
+    assert phase("emostream_aggregate_state_store_seconds_total", "operation", "update") == 0.08

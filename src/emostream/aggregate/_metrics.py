@@ -66,6 +66,21 @@ LATE_ROWS = Counter(
     _Q,
 )
 BATCHES = Counter("emostream_aggregate_batches", "Completed micro-batches.", _Q)
+# Where the drain time goes: a micro-batch's wall time by Spark's phase, and the state store's
+# work, which runs in the tasks (one store per state partition), so it is task time.
+BATCH_PHASES = Counter(
+    "emostream_aggregate_batch_phase_seconds",
+    "Wall time of micro-batches by phase, as Spark reports it (durationMs: triggerExecution is "
+    "the whole batch, addBatch the job on the executors, walCommit and commitOffsets the "
+    "checkpoint writes, queryPlanning, latestOffset and getBatch the driver's own work).",
+    ("query", "phase"),
+)
+STATE_STORE = Counter(
+    "emostream_aggregate_state_store_seconds",
+    "Task time of the state stores by operation (update, remove, commit), summed over the "
+    "state partitions.",
+    ("query", "operation"),
+)
 
 #: ``(query name, batch id) -> watermark ms`` of a micro-batch, read from its checkpoint.
 WatermarkLookup = Callable[[str, int], int | None]
@@ -168,8 +183,16 @@ class ProgressListener(StreamingQueryListener):
             with self._lock:
                 self._rates[name] = _finite(p.processedRowsPerSecond)
         BATCH_DURATION.labels(name).set(p.batchDuration / 1000)
+        for phase, ms in (p.durationMs or {}).items():
+            BATCH_PHASES.labels(name, phase).inc(ms / 1000)
         for state in p.stateOperators:
             STATE_ROWS.labels(name).set(state.numRowsTotal)
+            for operation, ms in (
+                ("update", state.allUpdatesTimeMs),
+                ("remove", state.allRemovalsTimeMs),
+                ("commit", state.commitTimeMs),
+            ):
+                STATE_STORE.labels(name, operation).inc(ms / 1000)
         self._record_backlog(name, p.sources)
         watermark = _epoch_ms((p.eventTime or {}).get("watermark"))
         WATERMARK.labels(name).set(watermark / 1000)
