@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart test-faults lint typecheck images cluster cluster-delete e2e bench-ingest bench-aggregate bench-fanout load clean
+.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart test-faults lint typecheck images cluster cluster-delete e2e bench-ingest bench-aggregate bench-fanout bench-costs load clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ bench-aggregate: system-deps venv ## aggregation throughput and event -> swarm l
 
 bench-fanout: system-deps venv ## fanout SSE connections, deliveries/s and latency vs. a raw asyncio ceiling
 	$(BIN)/python -m bench.fanout $(BENCH_ARGS)
+
+bench-costs: system-deps venv ## Redis's and Kafka's CPU per operation as Emostream drives them (docs/capacity.md)
+	$(BIN)/python -m bench.costs $(BENCH_ARGS)
 
 USERS ?= 100
 RUN_TIME ?= 2m

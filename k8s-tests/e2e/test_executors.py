@@ -6,6 +6,7 @@ stabilisation) adds executors up to the maximum, on more than one node, the back
 executors return to the minimum, and the fanout feed's counts equal what was produced.
 """
 
+import itertools
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,13 @@ REACTIONS = 2_000_000
 EMOJIS = ("👏", "😂", "❤️", "😍")
 MIN_EXECUTORS, MAX_EXECUTORS = 1, 3
 EXECUTOR_SELECTOR = "app.kubernetes.io/component=aggregate-executor"
+DRIVER = f"{FULLNAME}-aggregate-0"
+#: The driver's series the test sums over their labels.
+SUMMED = (
+    "emostream_aggregate_offsets_behind_latest",
+    "emostream_aggregate_input_rows",
+    "emostream_aggregate_executors",
+)
 #: Produces REACTIONS reactions of one stream as fast as one process can (far faster than one
 #: executor reads them: the point is a backlog), spread over the partitions as ingest's user-id
 #: keys spread them, then waits for Kafka to acknowledge every one. Each block of reactions
@@ -65,12 +73,17 @@ print(f"produced {n}")
 
 @dataclass
 class Sample:
-    """The driver's view at one moment."""
+    """The driver's view at one moment, and the CPU its pods had used by then."""
 
     at: float
     backlog: float
     read: float
     executors: int
+    #: Cumulative seconds of each micro-batch phase and state-store operation.
+    phases: dict[str, float]
+    #: Per aggregation pod, cumulative CPU seconds used and held back by its limit, read when
+    #: a micro-batch has just ended.
+    cpu: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,18 +94,45 @@ class Watch:
     nodes: set[str] = field(default_factory=set)
 
 
-def _driver_metrics(url: str) -> dict[str, float]:
+def _driver_metrics(url: str) -> tuple[dict[str, float], dict[str, float]]:
+    """The driver's backlog, records read and executors; and its batch phases and state-store
+    operations (cumulative seconds), by name."""
     text = requests.get(f"{url}/metrics", timeout=10).text
-    wanted = {
-        "emostream_aggregate_offsets_behind_latest",
-        "emostream_aggregate_input_rows",
-        "emostream_aggregate_executors",
-    }
-    return {
-        family.name: sum(s.value for s in family.samples if not s.name.endswith("_created"))
-        for family in text_string_to_metric_families(text)
-        if family.name in wanted
-    }
+    totals: dict[str, float] = {}
+    phases: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            if family.name in SUMMED:
+                totals[family.name] = totals.get(family.name, 0.0) + sample.value
+            elif family.name == "emostream_aggregate_batch_phase_seconds":
+                phases[sample.labels["phase"]] = sample.value
+            elif family.name == "emostream_aggregate_state_store_seconds":
+                phases[f"state store {sample.labels['operation']}"] = sample.value
+    return totals, phases
+
+
+#: A container's CPU time and the time its CPU limit held it back, in cgroup v2's cpu.stat
+#: terms (usage_usec, throttled_usec); on cgroup v1 from cpuacct.usage and cpu.stat (ns).
+_CPU_STAT = """
+if [ -f /sys/fs/cgroup/cpu.stat ]; then cat /sys/fs/cgroup/cpu.stat; exit; fi
+echo usage_usec $(( $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage) / 1000 ))
+while read -r key value; do
+  [ "$key" = throttled_time ] && echo throttled_usec $(( value / 1000 ))
+done < /sys/fs/cgroup/cpu/cpu.stat
+"""
+
+
+def _cpu_seconds(cluster: Cluster, pods: list[str]) -> dict[str, tuple[float, float]]:
+    """Per pod, the CPU seconds its container has used and the seconds its CPU limit held it
+    back."""
+    seconds: dict[str, tuple[float, float]] = {}
+    for pod in pods:
+        out = cluster.run("kubectl", "exec", pod, "--", "sh", "-c", _CPU_STAT)
+        stat = dict(line.split() for line in out.splitlines() if line.strip())
+        seconds[pod] = (int(stat["usage_usec"]) / 1e6, int(stat.get("throttled_usec", 0)) / 1e6)
+    return seconds
 
 
 def _running_executors(cluster: Cluster) -> list[dict[str, str]]:
@@ -118,12 +158,54 @@ def _producer_job(cluster: Cluster, stream: str) -> str:
     return name
 
 
-def _rate(samples: list[Sample], executors: int) -> float | None:
-    """Reactions/s the aggregation read while ``executors`` ran and a backlog was there."""
+@dataclass
+class Drain:
+    """How a backlog drained while one number of executors ran, between two micro-batch ends."""
+
+    batches: int
+    seconds: float
+    rate: float
+    #: Seconds per second of drain in each batch phase and state-store operation.
+    phases: dict[str, float]
+    #: Cores each aggregation pod used, on average.
+    cores: dict[str, float]
+    #: Seconds per second each pod was held back by its CPU limit.
+    throttled: dict[str, float]
+
+
+def _drain(samples: list[Sample], executors: int) -> Drain | None:
+    """The drain while ``executors`` ran: from the end of its first micro-batch (which paid for
+    the change, or the start) to the end of its last, so only whole batches count."""
     phase = [s for s in samples if s.executors == executors and s.backlog > 0]
-    if len(phase) < 2 or phase[-1].at <= phase[0].at:
+    ends = [s for before, s in itertools.pairwise(phase) if s.read > before.read and s.cpu]
+    if len(ends) < 2:
         return None
-    return (phase[-1].read - phase[0].read) / (phase[-1].at - phase[0].at)
+    first, last = ends[0], ends[-1]
+    seconds = last.at - first.at
+    return Drain(
+        batches=len(ends) - 1,
+        seconds=seconds,
+        rate=(last.read - first.read) / seconds,
+        phases={k: (v - first.phases.get(k, 0.0)) / seconds for k, v in last.phases.items()},
+        cores={p: (v[0] - first.cpu.get(p, v)[0]) / seconds for p, v in last.cpu.items()},
+        throttled={p: (v[1] - first.cpu.get(p, v)[1]) / seconds for p, v in last.cpu.items()},
+    )
+
+
+def _report(progress: Progress, executors: int, drain: Drain | None) -> None:
+    name = f"aggregate: drain rate with {executors} executor(s)"
+    if drain is None:
+        progress.figure(name, "not measured (fewer than two micro-batches)")
+        return
+    progress.figure(name, f"{drain.rate:,.0f} reactions/s ({drain.batches} batches)")
+    busiest = sorted(drain.phases.items(), key=lambda kv: -kv[1])
+    progress.say("  per second of drain: " + ", ".join(f"{k} {v:.2f} s" for k, v in busiest))
+    pods = [p for p in drain.cores if p != DRIVER]
+    progress.say(
+        f"  cores used: driver {drain.cores.get(DRIVER, 0.0):.2f}, executors "
+        f"{sum(drain.cores[p] for p in pods):.2f}; executors held back by their CPU limit "
+        f"{sum(drain.throttled[p] for p in pods):.2f} s per second"
+    )
 
 
 def test_executors_follow_the_backlog_and_every_reaction_counts(
@@ -139,14 +221,17 @@ def test_executors_follow_the_backlog_and_every_reaction_counts(
     marks: dict[str, float] = {}
 
     def look() -> Sample:
-        metrics = _driver_metrics(driver_url)
+        metrics, phases = _driver_metrics(driver_url)
         running = _running_executors(cluster)
         sample = Sample(
             at=time.monotonic(),
             backlog=metrics.get("emostream_aggregate_offsets_behind_latest", 0.0),
             read=metrics.get("emostream_aggregate_input_rows", 0.0),
             executors=len(running),
+            phases=phases,
         )
+        if watch.samples and sample.read > watch.samples[-1].read:
+            sample.cpu = _cpu_seconds(cluster, [DRIVER, *(p["name"] for p in running)])
         watch.samples.append(sample)
         if len(running) == MAX_EXECUTORS:
             watch.nodes |= {p["node"] for p in running}
@@ -163,7 +248,7 @@ def test_executors_follow_the_backlog_and_every_reaction_counts(
             lambda: f"{MAX_EXECUTORS} executors (last seen: {watch.samples[-1:]})",
             lambda: look().executors == MAX_EXECUTORS,
             600,
-            interval_s=2,
+            interval_s=1,
         )
         progress.seconds("aggregate: backlog -> first added executor", marks["first added"] - start)
         progress.seconds(
@@ -175,7 +260,7 @@ def test_executors_follow_the_backlog_and_every_reaction_counts(
             lambda: f"exact counts {expected} (feed: {feed.totals()}, last: {watch.samples[-1:]})",
             lambda: look().backlog == 0 and feed.totals() == expected,
             900,
-            interval_s=2,
+            interval_s=1,
         )
         progress.mark("aggregate: backlog -> drained, every reaction counted", start)
     drained = progress.elapsed()
@@ -187,7 +272,5 @@ def test_executors_follow_the_backlog_and_every_reaction_counts(
     )
     progress.mark(f"aggregate: drained -> back to {MIN_EXECUTORS} executor", drained)
     for executors in (MIN_EXECUTORS, MAX_EXECUTORS):
-        rate = _rate(watch.samples, executors)
-        shown = "not measured (no backlog phase)" if rate is None else f"{rate:,.0f} reactions/s"
-        progress.figure(f"aggregate: drain rate with {executors} executor(s)", shown)
+        _report(progress, executors, _drain(watch.samples, executors))
     assert len(watch.nodes) >= 2, f"every executor ran on {watch.nodes}"
