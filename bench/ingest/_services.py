@@ -127,14 +127,21 @@ def _answers(url: str, proc: "subprocess.Popen[bytes]") -> bool:
     return True
 
 
-def accepted_events(url: str) -> int:
-    """The server's count of accepted events (``emostream_ingest_events_accepted_total``)."""
+def _metric_sum(url: str, prefix: str) -> float:
+    """The sum of the server's samples whose line starts with ``prefix``."""
     with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:  # noqa: S310 - loopback
         text = resp.read().decode()
-    return round(
-        sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("emostream_ingest_events_accepted_total{")
-        )
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
     )
+
+
+def accepted_events(url: str) -> int:
+    """The server's count of accepted events (``emostream_ingest_events_accepted_total``)."""
+    return round(_metric_sum(url, "emostream_ingest_events_accepted_total{"))
+
+
+def producer_queue(url: str) -> int:
+    """Messages in the server's Kafka producer queues (``emostream_ingest_producer_queue_depth``,
+    refreshed by librdkafka's statistics every few seconds)."""
+    return round(_metric_sum(url, "emostream_ingest_producer_queue_depth "))

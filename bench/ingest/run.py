@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from bench.ingest._services import (
     gunicorn,
     messages_in,
     new_topic,
+    producer_queue,
 )
 from bench.ingest._wrk import WrkResult, batch_script, run_wrk, single_script
 
@@ -77,6 +79,8 @@ class Measured:
     in_kafka: int | None
     accepted_events: int | None
     cpu_per_request_s: float
+    #: The most messages the producers' queues held at once while measured (sampled).
+    max_queue: int
 
     @property
     def events_per_s(self) -> float:
@@ -94,7 +98,7 @@ class Measured:
             f"{self.phase.name:<18} {self.load.rps:>7,.0f} req/s {self.events_per_s:>9,.0f} ev/s"
             f"  p50 {self.load.p50_ms:>6.1f} ms  p99 {self.load.p99_ms:>6.1f} ms"
             f"  server CPU {self.cpu_per_request_s * 1e6:>5,.0f} us/req"
-            f"  non-2xx {refused:,}{kafka}"
+            f"  non-2xx {refused:,}  producer queue max {self.max_queue:,}{kafka}"
         )
 
 
@@ -161,7 +165,8 @@ def _measure(
         common = {"connections": o.connections, "threads": o.wrk_threads}
         run_wrk(url, script, work, duration_s=o.warmup_s, **common)
         cpu_before = cpu_seconds(server.pid)
-        load = run_wrk(url, script, work, duration_s=o.duration_s, **common)
+        with QueueSampler(server.url) as queue:
+            load = run_wrk(url, script, work, duration_s=o.duration_s, **common)
         cpu = cpu_seconds(server.pid) - cpu_before
         # wrk does not count the requests still open when it stops; the server's own counter
         # of accepted events (every worker's, in multiprocess mode) does, once they are done.
@@ -169,7 +174,33 @@ def _measure(
         accepted = accepted_events(server.url) if phase.counts_kafka else None
     # The server has stopped, and its workers flushed their producers on the way out.
     in_kafka = messages_in(bootstrap, topic) if phase.counts_kafka else None
-    return Measured(phase, load, in_kafka, accepted, cpu / max(1, load.requests))
+    return Measured(phase, load, in_kafka, accepted, cpu / max(1, load.requests), queue.most)
+
+
+class QueueSampler:
+    """Samples the server's producer queue depth once a second while a block runs, keeping the
+    most: whether the queue grows as ingest saturates its CPU (docs/autoscaling.md)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.most = 0
+
+    def __enter__(self) -> "QueueSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.most = max(self.most, producer_queue(self._url))
+            except OSError:
+                continue
 
 
 def _median(runs: list[Measured]) -> Measured:

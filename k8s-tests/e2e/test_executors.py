@@ -27,6 +27,8 @@ EMOJIS = ("👏", "😂", "❤️", "😍")
 MIN_EXECUTORS, MAX_EXECUTORS = 1, 3
 EXECUTOR_SELECTOR = "app.kubernetes.io/component=aggregate-executor"
 DRIVER = f"{FULLNAME}-aggregate-0"
+#: The unit of /proc/stat's times (USER_HZ, 100 on every Linux Kubernetes runs on).
+USER_HZ = 100
 #: The driver's series the test sums over their labels.
 SUMMED = (
     "emostream_aggregate_offsets_behind_latest",
@@ -84,6 +86,8 @@ class Sample:
     #: Per aggregation pod, cumulative CPU seconds used and held back by its limit, read when
     #: a micro-batch has just ended.
     cpu: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: CPU seconds the driver's node had been busy, and had had in all, at the same moment.
+    node: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass
@@ -119,9 +123,18 @@ _CPU_STAT = """
 if [ -f /sys/fs/cgroup/cpu.stat ]; then cat /sys/fs/cgroup/cpu.stat; exit; fi
 echo usage_usec $(( $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage) / 1000 ))
 while read -r key value; do
-  [ "$key" = throttled_time ] && echo throttled_usec $(( value / 1000 ))
+  if [ "$key" = throttled_time ]; then echo throttled_usec $(( value / 1000 )); fi
 done < /sys/fs/cgroup/cpu/cpu.stat
 """
+
+
+def _node_seconds(cluster: Cluster) -> tuple[float, float]:
+    """The CPU seconds the driver's node has been busy, and has had in all, from its
+    /proc/stat (not namespaced: on a kind cluster, the whole machine's)."""
+    out = cluster.run("kubectl", "exec", DRIVER, "--", "head", "-n", "1", "/proc/stat")
+    ticks = [int(t) for t in out.split()[1:9]]  # user nice system idle iowait irq softirq steal
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks) - idle) / USER_HZ, sum(ticks) / USER_HZ
 
 
 def _cpu_seconds(cluster: Cluster, pods: list[str]) -> dict[str, tuple[float, float]]:
@@ -171,6 +184,9 @@ class Drain:
     cores: dict[str, float]
     #: Seconds per second each pod was held back by its CPU limit.
     throttled: dict[str, float]
+    #: Cores the driver's node was busy, and has.
+    node_busy: float
+    node_cores: float
 
 
 def _drain(samples: list[Sample], executors: int) -> Drain | None:
@@ -189,6 +205,8 @@ def _drain(samples: list[Sample], executors: int) -> Drain | None:
         phases={k: (v - first.phases.get(k, 0.0)) / seconds for k, v in last.phases.items()},
         cores={p: (v[0] - first.cpu.get(p, v)[0]) / seconds for p, v in last.cpu.items()},
         throttled={p: (v[1] - first.cpu.get(p, v)[1]) / seconds for p, v in last.cpu.items()},
+        node_busy=(last.node[0] - first.node[0]) / seconds,
+        node_cores=(last.node[1] - first.node[1]) / seconds,
     )
 
 
@@ -204,7 +222,8 @@ def _report(progress: Progress, executors: int, drain: Drain | None) -> None:
     progress.say(
         f"  cores used: driver {drain.cores.get(DRIVER, 0.0):.2f}, executors "
         f"{sum(drain.cores[p] for p in pods):.2f}; executors held back by their CPU limit "
-        f"{sum(drain.throttled[p] for p in pods):.2f} s per second"
+        f"{sum(drain.throttled[p] for p in pods):.2f} s per second; the driver's node busy "
+        f"{drain.node_busy:.2f} of its {drain.node_cores:.0f} cores"
     )
 
 
@@ -232,6 +251,7 @@ def test_executors_follow_the_backlog_and_every_reaction_counts(
         )
         if watch.samples and sample.read > watch.samples[-1].read:
             sample.cpu = _cpu_seconds(cluster, [DRIVER, *(p["name"] for p in running)])
+            sample.node = _node_seconds(cluster)
         watch.samples.append(sample)
         if len(running) == MAX_EXECUTORS:
             watch.nodes |= {p["node"] for p in running}
