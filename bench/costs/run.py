@@ -103,8 +103,7 @@ def _redis_costs(url: str, pid: int, o: argparse.Namespace) -> list[tuple[str, f
         if others:
             client.hset(presence_key(stream), mapping=others)
         presence = Presence(lambda: client, lambda s=stream: {s: 1}, ttl_s=60)
-        calls = max(200, o.calls // workers)
-        cost = _per_call(pid, calls, 1, lambda _i, p=presence: p.refresh())
+        cost = _per_call(pid, o.calls, 1, lambda _i, p=presence: p.refresh())
         rows.append((f"Redis presence report, {workers} worker(s) on the stream", cost))
     return rows
 
@@ -161,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             kafka_pid, redis_pid = procs.running_pid("kafka"), procs.running_pid("redis")
             if kafka_pid is None or redis_pid is None:
                 sys.exit("the broker or Redis stopped")
-            _say(f"Kafka {bootstrap}, Redis {url}: {o.threads} threads, {o.calls:,} calls each")
+            _say(
+                f"Kafka {bootstrap}, Redis {url}: {o.calls:,} calls per Redis measure "
+                f"({o.threads} threads for PING and the rate limit, one for presence), "
+                f"{o.reactions:,} reactions through Kafka"
+            )
             rows = _redis_costs(url, redis_pid, o)
             rows += _kafka_costs(bootstrap, kafka_pid, o.reactions)
     _say("\nRESULTS (server CPU per operation)")
