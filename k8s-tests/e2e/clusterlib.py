@@ -251,6 +251,17 @@ class Cluster:
             self.dump_diagnostics()
             raise
 
+    def start_kafka(self, release: str = RELEASE) -> None:
+        """Apply kafka.yaml (the broker, its NetworkPolicy admitting ``release``'s clients, the
+        topics Job) and wait until the topics exist."""
+        self.run("kubectl", "apply", "-f", "-", stdin=kafka_manifest(release))
+        self.wait(
+            "the Kafka topics to be created",
+            lambda: self.get("job", "kafka-topics")["status"].get("succeeded"),
+            300,
+            interval_s=2,
+        )
+
     def dump_diagnostics(self) -> None:
         """Print events and the end of every pod's log, to explain a failed wait."""
         for line in self.run("kubectl", "get", "events", "--sort-by=.lastTimestamp").splitlines():

@@ -32,7 +32,6 @@ from clusterlib import (
     ROOT,
     Cluster,
     Progress,
-    kafka_manifest,
     tool,
 )
 from kube_portforward import PortForward
@@ -86,18 +85,12 @@ def cluster(progress: Progress) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="session")
-def kafka(cluster: Cluster, progress: Progress) -> str:
-    """The in-cluster broker with the chart's topics; returns its bootstrap address."""
+def kafka(cluster: Cluster, progress: Progress) -> None:
+    """The in-cluster broker (kafka.<namespace>.svc:9092) with the chart's topics."""
     start = progress.elapsed()
-    cluster.run("kubectl", "apply", "-f", "-", stdin=kafka_manifest())
-    progress.say("applied kafka.yaml; waiting for the broker and its topics")
-
-    def topics_made() -> bool:
-        return bool(cluster.get("job", "kafka-topics")["status"].get("succeeded"))
-
-    cluster.wait("the Kafka topics to be created", topics_made, 300, interval_s=2)
+    progress.say("applying kafka.yaml; waiting for the broker and its topics")
+    cluster.start_kafka()
     progress.mark("kafka ready with topics", start)
-    return f"kafka.{cluster.namespace}.svc:9092"
 
 
 def _chart_values() -> list[str]:
@@ -162,7 +155,7 @@ def alert_rules(cluster: Cluster, release: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def release(cluster: Cluster, kafka: str, progress: Progress) -> Iterator[str]:
+def release(cluster: Cluster, kafka: None, progress: Progress) -> Iterator[str]:
     """The chart installed into the run's namespace and ready; uninstalled at the end."""
     start = progress.elapsed()
     progress.say(f"helm install {RELEASE} (kind-values.yaml + e2e values.yaml)")

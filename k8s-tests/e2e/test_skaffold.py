@@ -10,13 +10,14 @@ exact counts on its feed.
 Needs the offline kind cluster (its context, kind-<cluster>): skipped, saying so, elsewhere.
 """
 
+import functools
 import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clusterlib import ROOT, Cluster, Progress, kafka_manifest, tool, version
+from clusterlib import ROOT, Cluster, Progress, tool, version
 from kube_portforward import PortForward
 from kubernetes import client as kube
 from tests.support.feeds import SwarmCollector
@@ -28,6 +29,7 @@ from emostream.client import EmostreamClient
 RELEASE = "emostream"
 
 
+@functools.cache
 def _cluster_env() -> dict[str, str]:
     """k8s-tests/cluster/env.sh's settings (the cluster's name, where skaffold and kind are)."""
     script = f"set -a && source {ROOT / 'k8s-tests' / 'cluster' / 'env.sh'} && env -0"
@@ -48,13 +50,7 @@ def skaffold_cluster(cluster: Cluster, progress: Progress) -> Iterator[Cluster]:
     cluster.core.create_namespace(kube.V1Namespace(metadata=kube.V1ObjectMeta(name=namespace)))
     there = Cluster(namespace, cluster.core, cluster.kubectl, cluster.helm, progress)
     try:
-        there.run("kubectl", "apply", "-f", "-", stdin=kafka_manifest(RELEASE))
-        there.wait(
-            "the Kafka topics to be created",
-            lambda: there.get("job", "kafka-topics")["status"].get("succeeded"),
-            300,
-            interval_s=2,
-        )
+        there.start_kafka(RELEASE)
         yield there
     finally:
         if os.environ.get("EMOSTREAM_E2E_KEEP") != "1":
