@@ -603,7 +603,7 @@ def exported_metrics() -> set[str]:
     """Every series name ingest, fanout and the aggregation export, from their own code."""
     from prometheus_client import REGISTRY  # noqa: PLC0415 - only this needs them
 
-    import emostream.aggregate._metrics  # noqa: F401, PLC0415 - registers the driver's metrics
+    import emostream.aggregate._metrics  # noqa: PLC0415 - registers the driver's metrics
     import emostream.aggregate._scaling  # noqa: F401, PLC0415 - and its autoscaler's
     from emostream.fanout._metrics import FanoutMetrics  # noqa: PLC0415
     from emostream.ingest._metrics import IngestMetrics  # noqa: PLC0415
