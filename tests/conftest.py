@@ -37,6 +37,25 @@ class Topics:
     swarms: str
 
 
+#: Bounds meant for strangers on the internet, which the suite's own traffic (every test from
+#: 127.0.0.1, many of them with a stream of their own) would trip; the tests of the bounds set
+#: them explicitly. The registry's keys are this session's own, like the topics.
+_SUITE_ENV = {
+    "EMOSTREAM_REGISTRY_NEW_STREAMS_PER_MIN": "0",
+    "EMOSTREAM_RATE_LIMIT_PER_ADDRESS_PER_S": "0",
+    "EMOSTREAM_REGISTRY_KEY_PREFIX": f"test-{uuid.uuid4().hex[:8]}:streams:",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_env() -> Iterator[None]:
+    """The suite's settings (see ``_SUITE_ENV``), for servers started here and apps alike."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in _SUITE_ENV.items():
+            patch.setenv(name, value)
+        yield
+
+
 @pytest.fixture(scope="session")
 def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessDir]:
     """Pid files and logs of the services this session starts; all stopped at the end."""

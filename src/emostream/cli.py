@@ -1,5 +1,5 @@
 """The ``emostream`` command: run the local stack, generate reactions, listen to a stream, mint
-viewer tokens."""
+sender and viewer tokens."""
 
 import argparse
 import os
@@ -60,14 +60,31 @@ def _listen(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
+    from emostream.common.settings import ServerSettings  # noqa: PLC0415
+    from emostream.common.tokens import mint, mint_legacy_viewer_token  # noqa: PLC0415
     from emostream.fanout.settings import FanoutSettings  # noqa: PLC0415
-    from emostream.fanout.tokens import mint_token  # noqa: PLC0415
 
-    secret = FanoutSettings().viewer_token_secret
-    if secret is None:
-        print("emostream: error: set EMOSTREAM_VIEWER_TOKEN_SECRET", file=sys.stderr)
+    if args.legacy:
+        legacy = FanoutSettings().viewer_token_secret
+        if legacy is None or args.sender or len(args.streams) != 1:
+            print(
+                "emostream: error: --legacy makes a viewer token of one stream and needs "
+                "EMOSTREAM_VIEWER_TOKEN_SECRET",
+                file=sys.stderr,
+            )
+            return 1
+        secret = legacy.get_secret_value().encode()
+        print(mint_legacy_viewer_token(secret, args.streams[0], ttl_s=args.ttl))
+        return 0
+    key = ServerSettings().token_secret
+    if key is None:
+        print("emostream: error: set EMOSTREAM_TOKEN_SECRET (HS256)", file=sys.stderr)
         return 1
-    print(mint_token(secret.get_secret_value().encode(), args.stream, ttl_s=args.ttl))
+    if args.sender:
+        token = mint(key.get_secret_value(), subject=args.sender, send=args.streams, ttl_s=args.ttl)
+    else:
+        token = mint(key.get_secret_value(), view=args.streams, ttl_s=args.ttl)
+    print(token)
     return 0
 
 
@@ -94,10 +111,18 @@ def _parser() -> argparse.ArgumentParser:
     listen.set_defaults(func=_listen)
 
     token = sub.add_parser(
-        "token", help="print a signed viewer token (secret: EMOSTREAM_VIEWER_TOKEN_SECRET)"
+        "token",
+        help="print a signed token (HS256 JWT, secret: EMOSTREAM_TOKEN_SECRET): a viewer token "
+        "of the streams, or with --sender a sender token",
     )
-    token.add_argument("stream")
+    token.add_argument("streams", nargs="+", metavar="stream", help='stream ids ("*": any)')
+    token.add_argument("--sender", metavar="USER_ID", help="a sender token for this user id")
     token.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid")
+    token.add_argument(
+        "--legacy",
+        action="store_true",
+        help="an earlier release's <expiry>.<mac> viewer token (EMOSTREAM_VIEWER_TOKEN_SECRET)",
+    )
     token.set_defaults(func=_token)
     return parser
 

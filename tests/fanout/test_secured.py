@@ -10,7 +10,7 @@ from confluent_kafka import Producer
 from simple_websocket import Client as WebSocketClient
 from simple_websocket import ConnectionError as WebSocketConnectionError
 
-from emostream.fanout.tokens import mint_token
+from emostream.common.tokens import mint
 from emostream.localstack.process import ProcessDir
 from tests.conftest import Topics
 from tests.fanout.live import RawFeed, metric, produce, start_fanout
@@ -31,7 +31,7 @@ def secured(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]
         "fanout-secured",
         service_env,
         EMOSTREAM_WORKERS="2",
-        EMOSTREAM_VIEWER_TOKEN_SECRET=SECRET,
+        EMOSTREAM_TOKEN_SECRET=SECRET,
         EMOSTREAM_CORS_ALLOWED_ORIGINS=f'["{ORIGIN}"]',
     )
     yield url
@@ -40,7 +40,7 @@ def secured(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]
 
 def token(stream: str) -> str:
     """A token for ``stream``, valid for a minute."""
-    return mint_token(SECRET.encode(), stream, ttl_s=60)
+    return mint(SECRET, view=[stream], ttl_s=60)
 
 
 def test_feeds_refuse_missing_and_foreign_tokens(secured: str, stream: str) -> None:
@@ -52,7 +52,7 @@ def test_feeds_refuse_missing_and_foreign_tokens(secured: str, stream: str) -> N
         f"{secured}/v1/streams/{stream}/events", params={"token": token("other")}, timeout=5
     )
     assert foreign.status_code == 403
-    assert foreign.json()["reason"] == "signature"
+    assert foreign.json()["reason"] == "scope"
     with pytest.raises(WebSocketConnectionError):
         WebSocketClient.connect(secured.replace("http://", "ws://") + f"/v1/streams/{stream}/ws")
 

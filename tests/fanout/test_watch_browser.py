@@ -24,7 +24,7 @@ from confluent_kafka import Producer
 
 from emostream.client import SSEParser
 from emostream.common.events import encode_json
-from emostream.fanout.tokens import mint_token
+from emostream.common.tokens import mint
 from emostream.localstack.process import ProcessDir
 from tests.conftest import Topics
 from tests.fanout.swarms import BASE_MS, WINDOW_MS, swarm_message
@@ -46,7 +46,7 @@ HISTORY_WINDOWS = 60
 #: Windows left out of the history: nobody reacted then, so the aggregation sent nothing.
 QUIET_WINDOWS = {44, 45, 46}
 SERVER_ENV = {"EMOSTREAM_HEARTBEAT_S": "1", "EMOSTREAM_GRACEFUL_TIMEOUT_S": "10"}
-TOKEN_SECRET = b"watch-page-test-secret"
+TOKEN_SECRET = "watch-page-test-secret-of-32-bytes"  # noqa: S105 - a test secret
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T = TypeVar("T")
 
@@ -61,7 +61,7 @@ def fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def token_fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
     """Base URL of a fanout server whose feeds need a viewer token signed with TOKEN_SECRET."""
-    env = {**service_env, "EMOSTREAM_VIEWER_TOKEN_SECRET": TOKEN_SECRET.decode()}
+    env = {**service_env, "EMOSTREAM_TOKEN_SECRET": TOKEN_SECRET}
     yield start_role(processes, "fanout-watch-tokens", "fanout", "gevent", {**env, **SERVER_ENV})
     processes.stop("fanout-watch-tokens", grace_s=15)
 
@@ -409,7 +409,7 @@ def test_page_passes_its_token_to_the_feed(
     page_shows("the offline state", lambda: read_page(browser)["state"] == "offline")
     assert read_page(browser)["status"].startswith("offline, retrying in")
 
-    token = mint_token(TOKEN_SECRET, stream, ttl_s=600)
+    token = mint(TOKEN_SECRET, view=[stream], ttl_s=600)
     open_page(browser, token_fanout, stream, f"?token={token}")
     message = swarm_message(stream, 1, counts={"👏": 1200})
     publish([message])

@@ -12,6 +12,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from emostream.common.events import Reaction
+from emostream.common.registry import LIVE, Admission
+from emostream.common.registry import Verdict as RegistryVerdict
 from emostream.ingest._producer import EnqueueError, QueueFullError, Readiness
 from emostream.ingest._ratelimit import ALLOWED, Verdict
 from emostream.ingest._validation import KafkaMessage
@@ -58,7 +60,7 @@ class FakeLimiter:
         self.charged: list[dict[str, int]] = []
         self.over: str | None = None
 
-    def acquire(self, users: dict[str, int]) -> Verdict:
+    def acquire(self, users: dict[str, int], address: str | None = None) -> Verdict:
         """Allow, unless ``over`` is one of the users."""
         self.charged.append(dict(users))
         if self.over in users:
@@ -68,6 +70,35 @@ class FakeLimiter:
     def retry_after_header(self, verdict: Verdict) -> str:
         """Whole seconds, rounded up."""
         return str(int(verdict.retry_after_s) + 1)
+
+
+class MemoryRegistry:
+    """Every stream is live (open mode without caps), except those closed here."""
+
+    def __init__(self) -> None:
+        self.closed: set[str] = set()
+
+    def admit(self, stream_id: str, client: str) -> RegistryVerdict:
+        """Live unless closed."""
+        if stream_id in self.closed:
+            return RegistryVerdict(Admission.NOT_LIVE)
+        return LIVE
+
+    def open(self, stream_id: str) -> bool:
+        """Live again."""
+        was_closed = stream_id in self.closed
+        self.closed.discard(stream_id)
+        return was_closed
+
+    def close(self, stream_id: str) -> bool:
+        """Not live any more."""
+        was_live = stream_id not in self.closed
+        self.closed.add(stream_id)
+        return was_live
+
+    def live_count(self) -> int:
+        """Not counted."""
+        return 0
 
 
 @pytest.fixture
@@ -86,7 +117,7 @@ def limiter() -> FakeLimiter:
 def app(sink: MemorySink, limiter: FakeLimiter) -> Flask:
     """A fresh app on default settings, writing to the memory sink."""
     settings = IngestSettings(max_batch=5, max_body_bytes=2048, rate_limit_burst=5)
-    return create_app(settings, sink=sink, limiter=limiter)
+    return create_app(settings, sink=sink, limiter=limiter, registry=MemoryRegistry())
 
 
 @pytest.fixture

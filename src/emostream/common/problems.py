@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from emostream.common.errors import EmostreamError
 from emostream.common.events import encode_json
+from emostream.common.tokens import TokenError
 
 PROBLEM_JSON = "application/problem+json"
 #: The ``type`` of problems that need no more than their status code to be understood.
@@ -24,10 +25,13 @@ INVALID_REACTIONS = "urn:emostream:problem:invalid-reactions"
 KAFKA_BACKPRESSURE = "urn:emostream:problem:kafka-backpressure"
 KAFKA_UNAVAILABLE = "urn:emostream:problem:kafka-unavailable"
 RATE_LIMITED = "urn:emostream:problem:rate-limited"
+STREAM_NOT_LIVE = "urn:emostream:problem:stream-not-live"
+STREAM_LIMIT = "urn:emostream:problem:stream-limit"
 # Fanout's.
 INVALID_PARAMETER = "urn:emostream:problem:invalid-parameter"
 OVER_CAPACITY = "urn:emostream:problem:over-capacity"
 NOT_READY = "urn:emostream:problem:not-ready"
+# Both services'.
 INVALID_TOKEN = "urn:emostream:problem:invalid-token"  # noqa: S105 - a problem type URN
 
 
@@ -89,3 +93,24 @@ def from_http_exception(error: HTTPException) -> HttpProblemError:
         headers["Allow"] = ", ".join(sorted(error.valid_methods))
     detail = error.description or HTTPStatus(status).description
     return HttpProblemError(status, detail, headers=headers)
+
+
+def token_problem(
+    error: TokenError, title: str, *, reason: str | None = None, events: int = 1
+) -> HttpProblemError:
+    """The reply to a refused token: 401 with a Bearer challenge (RFC 6750), 403 or 503."""
+    headers = (
+        {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{error.reason}"'}
+        if error.status == 401
+        else {}
+    )
+    return HttpProblemError(
+        error.status,
+        str(error),
+        type_=INVALID_TOKEN,
+        title=title,
+        extensions={"reason": error.reason},
+        headers=headers,
+        reason=reason,
+        events=events,
+    )

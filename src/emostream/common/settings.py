@@ -6,11 +6,13 @@ reads ``os.environ``. Complex values (the emoji valence map) are given as JSON.
 
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emostream.common import endpoints
 from emostream.common.emoji import DEFAULT_VALENCE
+from emostream.common.registry import Mode, RegistryConfig
+from emostream.common.tokens import TokenKeys
 
 TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
 
@@ -65,3 +67,83 @@ class ServerSettings(CommonSettings):
         "gunicorn_conf makes a fresh directory when it is unset; an app without it (tests) keeps "
         "its metrics in memory.",
     )
+
+    # Signed tokens (JWTs): how they are checked. See emostream.common.tokens for the claims.
+    token_secret: SecretStr | None = Field(
+        None, description="Shared secret of HS256 tokens (one of the three token keys)."
+    )
+    token_public_key: str | None = Field(
+        None, description="PEM public key of RS256 or ES256 tokens (one of the three token keys)."
+    )
+    token_jwks_url: str | None = Field(
+        None,
+        description="JWKS URL whose keys sign RS256 or ES256 tokens, fetched and cached (one of "
+        "the three token keys).",
+    )
+    token_issuer: str | None = Field(None, description="When set, tokens must carry this iss.")
+    token_audience: str | None = Field(None, description="When set, tokens must carry this aud.")
+    token_leeway_s: float = Field(
+        30.0, ge=0, le=300, description="Clock skew allowed when checking exp and nbf."
+    )
+    token_max_ttl_s: int = Field(
+        86_400,
+        ge=1,
+        # The name of earlier releases, when only viewers had tokens, still works.
+        validation_alias=AliasChoices(
+            "EMOSTREAM_TOKEN_MAX_TTL_S", "EMOSTREAM_VIEWER_TOKEN_MAX_TTL_S"
+        ),
+        description="Tokens expiring further ahead than this are refused (403), so a leaked token "
+        "cannot be valid for long even if it was minted with a long lifetime.",
+    )
+
+    # The stream registry: which streams are live (emostream.common.registry).
+    registry_mode: Mode = Field(
+        "open",
+        description="open: a stream comes into being with its first reaction, within the caps; "
+        "closed: only streams opened through ingest's admin API are live.",
+    )
+    registry_max_live_streams: int = Field(
+        10_000,
+        ge=1,
+        description="Open mode: most streams live at once; a reaction that would create one more "
+        "is answered 429.",
+    )
+    registry_idle_s: float = Field(
+        300.0,
+        gt=0,
+        description="Open mode: a stream without a reaction for this long stops being live.",
+    )
+    registry_refresh_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often each process refreshes its copy of the live streams from Redis: "
+        "how long a stream opened or closed elsewhere takes to be seen here.",
+    )
+    registry_key_prefix: str = Field(
+        "emostream:streams:", min_length=1, description="Prefix of the registry's Redis keys."
+    )
+
+    def token_keys(self) -> TokenKeys:
+        """How this process checks tokens."""
+        return TokenKeys(
+            secret=self.token_secret.get_secret_value() if self.token_secret else None,
+            public_key=self.token_public_key,
+            jwks_url=self.token_jwks_url,
+            issuer=self.token_issuer,
+            audience=self.token_audience,
+            leeway_s=self.token_leeway_s,
+            max_ttl_s=self.token_max_ttl_s,
+        )
+
+    def registry_config(self, new_streams_per_min: int = 0) -> RegistryConfig:
+        """The stream registry's settings."""
+        return RegistryConfig(
+            mode=self.registry_mode,
+            redis_url=self.redis_url,
+            key_prefix=self.registry_key_prefix,
+            refresh_s=self.registry_refresh_s,
+            idle_s=self.registry_idle_s,
+            max_live_streams=self.registry_max_live_streams,
+            new_streams_per_min=new_streams_per_min,
+        )

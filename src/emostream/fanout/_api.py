@@ -1,8 +1,9 @@
 """The routes of fanout and the translation of every failure into a problem document.
 
 A feed request is checked cheapest first: the stream id and ``Last-Event-ID`` (in process),
-the viewer token if one is required (an HMAC), then the worker's capacity; only then does the
-hub subscribe it. Every refusal is a :class:`~emostream.common.problems.HttpProblemError`.
+the viewer token if one is required (a signature check, cached per token), in closed mode
+whether the stream is live (in memory), then the worker's capacity; only then does the hub
+subscribe it. Every refusal is a :class:`~emostream.common.problems.HttpProblemError`.
 """
 
 import re
@@ -16,16 +17,22 @@ from emostream.common import apps
 from emostream.common.events import STREAM_ID_RE
 from emostream.common.problems import (
     INVALID_PARAMETER,
-    INVALID_TOKEN,
     NOT_READY,
     OVER_CAPACITY,
+    STREAM_NOT_LIVE,
     HttpProblemError,
     from_http_exception,
+    token_problem,
+)
+from emostream.common.tokens import (
+    TokenError,
+    bearer,
+    is_legacy_viewer_token,
+    verify_legacy_viewer_token,
 )
 from emostream.fanout._feeds import HandshakeError, sse_body, sse_closed, websocket_feed
 from emostream.fanout._hub import CapacityError, Subscription
 from emostream.fanout._runtime import FanoutRuntime
-from emostream.fanout.tokens import TokenError, verify_token
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 OPENAPI_JSON = Path(__file__).resolve().parent / "openapi.json"
@@ -134,8 +141,17 @@ class FanoutApi:
     def _open(self, stream_id: str, transport: str) -> Subscription:
         last_event_id = _last_event_id()
         self._check_token(stream_id)
+        runtime = self._runtime
+        if self._settings.registry_mode == "closed" and not runtime.registry.is_live(stream_id):
+            raise HttpProblemError(
+                404,
+                f"stream {stream_id!r} is not live",
+                type_=STREAM_NOT_LIVE,
+                title="Stream not live",
+                extensions={"stream_id": stream_id},
+            )
         try:
-            return self._runtime.open(stream_id, transport, last_event_id)
+            return runtime.open(stream_id, transport, last_event_id)
         except CapacityError as exc:
             raise HttpProblemError(
                 503,
@@ -146,26 +162,29 @@ class FanoutApi:
             ) from exc
 
     def _check_token(self, stream_id: str) -> None:
-        """With a secret configured, the feed needs a valid ``token`` for this stream."""
-        secret = self._settings.viewer_token_secret
-        if secret is None:
+        """When viewer tokens are required, the feed needs one that covers this stream: a JWT,
+        or while ``viewer_token_secret`` is set an earlier release's ``<expiry>.<mac>``."""
+        settings = self._settings
+        if not settings.viewer_tokens_required:
             return
+        token = request.args.get("token") or bearer(request.headers.get("Authorization"))
+        legacy_secret = settings.viewer_token_secret
+        verifier = self._runtime.tokens
         try:
-            verify_token(
-                secret.get_secret_value().encode(),
-                stream_id,
-                request.args.get("token"),
-                max_ttl_s=self._settings.viewer_token_max_ttl_s,
-            )
+            if legacy_secret is not None and (
+                verifier is None or (token and is_legacy_viewer_token(token))
+            ):
+                verify_legacy_viewer_token(
+                    legacy_secret.get_secret_value().encode(),
+                    stream_id,
+                    token,
+                    max_ttl_s=settings.token_max_ttl_s,
+                )
+            elif verifier is not None:
+                verifier.verify(token, "view", stream_id)
         except TokenError as exc:
             self._runtime.metrics.token_rejections.labels(exc.reason).inc()
-            raise HttpProblemError(
-                exc.status,
-                str(exc),
-                type_=INVALID_TOKEN,
-                title="Viewer token refused",
-                extensions={"reason": exc.reason},
-            ) from exc
+            raise token_problem(exc, "Viewer token refused") from exc
 
     # Error handlers and CORS.
 

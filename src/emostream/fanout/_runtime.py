@@ -28,6 +28,8 @@ import redis
 from emostream.common.errors import InvalidEventError
 from emostream.common.events import now_ms
 from emostream.common.keys import latest_swarm_key
+from emostream.common.registry import StreamRegistry
+from emostream.common.tokens import TokenVerifier
 from emostream.fanout._hub import TRANSPORTS, Hub, Subscription
 from emostream.fanout._metrics import FanoutMetrics, StateSources
 from emostream.fanout._presence import Presence
@@ -57,6 +59,8 @@ class FanoutRuntime:
             replay_max_per_stream=settings.replay_max_per_stream,
             queue_size=settings.client_queue_size,
             max_subscribers=settings.max_connections,
+            replay_max_streams=settings.replay_max_streams,
+            replay_max_bytes=settings.replay_max_bytes,
         )
         self.upstream: Upstream | None = None
         if connect_upstream:
@@ -72,6 +76,9 @@ class FanoutRuntime:
             self.presence = Presence(
                 self._redis_client, self.hub.viewer_counts, ttl_s=settings.presence_ttl_s
             )
+        keys = settings.token_keys()
+        self.tokens = TokenVerifier(keys) if keys.configured else None
+        self.registry = StreamRegistry(settings.registry_config())
         self.draining = False
         self.metrics = FanoutMetrics(settings.metrics_dir)
         self.metrics.track(

@@ -11,10 +11,11 @@ Routes (see ``openapi.json`` beside this module for the full contract):
 Both feeds resume after the id given as ``Last-Event-ID`` (or the ``last_event_id`` query
 parameter, which a page can set when it reconnects by hand); without one, a viewer starts from
 the stream's latest swarm. Every swarm carries ``"viewers"``, the stream's viewer count across
-all pods. With ``viewer_token_secret`` set, both feeds need a signed ``token`` query parameter
-(see :mod:`emostream.fanout.tokens`). Creating the app opens no connection (gunicorn builds it
-in each worker after forking); the worker's Kafka consumer starts with the worker or the first
-request.
+all pods. When viewer tokens are required, both feeds need a signed token (``?token=`` or
+``Authorization: Bearer``; see :mod:`emostream.common.tokens`), and with the closed stream
+registry a feed of a stream that is not live is 404. Creating the app opens no connection
+(gunicorn builds it in each worker after forking); the worker's Kafka consumer starts with the
+worker or the first request.
 """
 
 from collections.abc import Callable

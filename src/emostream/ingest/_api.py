@@ -1,30 +1,41 @@
 """The routes of ingest and the translation of every failure into a problem document.
 
-A POST goes through three steps, cheapest first: validation (in process), the per-user rate
-limit (one Redis round trip), then the Kafka producer's queue. A request's events are validated
-and charged in full before any is enqueued, so a 4xx never leaves part of a request in Kafka,
-and a 2xx is sent only after the producer took every event.
+A POST goes through these steps, cheapest first: the sender token if there is one (a signature
+check, cached per token), validation (in process), the token's scope, the stream registry (in
+memory; a round trip only for a stream it does not know, in open mode), the rate limit (one
+Redis round trip), then the Kafka producer's queue. A request's events are validated and
+charged in full before any is enqueued, so a 4xx never leaves part of a request in Kafka, and a
+2xx is sent only after the producer took every event.
 """
 
+import hmac
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
+import redis
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from emostream.common import apps
+from emostream.common.errors import InvalidEventError
 from emostream.common.events import encode_json, now_ms
 from emostream.common.problems import (
     INVALID_REACTIONS,
+    INVALID_TOKEN,
     KAFKA_BACKPRESSURE,
     KAFKA_UNAVAILABLE,
     RATE_LIMITED,
+    STREAM_LIMIT,
+    STREAM_NOT_LIVE,
     HttpProblemError,
     from_http_exception,
+    token_problem,
 )
+from emostream.common.registry import Admission
+from emostream.common.tokens import Claims, TokenError, bearer, scope_error
 from emostream.ingest._producer import EnqueueError, QueueFullError
 from emostream.ingest._runtime import IngestRuntime
 from emostream.ingest._validation import (
@@ -32,6 +43,7 @@ from emostream.ingest._validation import (
     InvalidReactionsError,
     Parsed,
     parse_send_emoji,
+    parse_stream_id,
     parse_stream_reactions,
 )
 from emostream.ingest.openapi import openapi_document
@@ -50,6 +62,14 @@ class IngestApi:
         self._metrics = runtime.metrics
         self._sink = runtime.sink
         self._limiter = runtime.limiter
+        self._registry = runtime.registry
+        self._tokens = runtime.tokens
+        self._metrics.registry_limit.labels("live_streams").set(settings.registry_max_live_streams)
+        self._metrics.registry_limit.labels("new_streams_per_min").set(
+            settings.registry_new_streams_per_min
+        )
+        admin = settings.admin_token
+        self._admin_token = admin.get_secret_value().encode() if admin else None
         self._openapi = encode_json(openapi_document(settings))
         # Label lookups cost more than the increments; each (route, method, status) is few.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -60,6 +80,8 @@ class IngestApi:
         app.add_url_rule(
             "/v1/streams/<stream_id>/reactions", view_func=self.post_reactions, methods=["POST"]
         )
+        app.add_url_rule("/v1/streams/<stream_id>", view_func=self.open_stream, methods=["PUT"])
+        app.add_url_rule("/v1/streams/<stream_id>", view_func=self.close_stream, methods=["DELETE"])
         apps.add_service_routes(app, self)
         app.register_error_handler(HttpProblemError, self._on_problem)
         app.register_error_handler(HTTPException, self._on_http_exception)
@@ -71,23 +93,48 @@ class IngestApi:
 
     def send_emoji(self) -> Response:
         """``POST /send_emoji``: one reaction in the original clients' format; 200 when queued."""
+        claims = self._sender()
         body = self._json_body()
         received = now_ms()
-        parsed = self._validated(lambda: parse_send_emoji(body, self._rules, received), body)
-        self._rate_limit(parsed)
-        self._enqueue(parsed, "send_emoji")
+        sender = claims.subject if claims else None
+        parsed = self._validated(
+            lambda: parse_send_emoji(body, self._rules, received, sender=sender), body
+        )
+        self._take(parsed, claims, "send_emoji")
         return Response(SEND_EMOJI_REPLY, status=200, mimetype="application/json")
 
     def post_reactions(self, stream_id: str) -> Response:
         """``POST /v1/streams/<stream_id>/reactions``: one reaction or a batch; 202 when queued."""
+        claims = self._sender()
         body = self._json_body()
         received = now_ms()
+        sender = claims.subject if claims else None
         parsed = self._validated(
-            lambda: parse_stream_reactions(stream_id, body, self._rules, received), body
+            lambda: parse_stream_reactions(stream_id, body, self._rules, received, sender=sender),
+            body,
         )
-        self._rate_limit(parsed)
-        self._enqueue(parsed, "v1")
+        self._take(parsed, claims, "v1")
         return _json({"accepted": len(parsed.messages)}, 202)
+
+    def open_stream(self, stream_id: str) -> Response:
+        """``PUT /v1/streams/<stream_id>`` (admin): the stream is live until closed; 201 when it
+        was not live, 200 when it was."""
+        stream_id = self._admin(stream_id)
+        created = self._registry_call(lambda: self._registry.open(stream_id))
+        return _json({"stream_id": stream_id, "live": True}, 201 if created else 200)
+
+    def close_stream(self, stream_id: str) -> Response:
+        """``DELETE /v1/streams/<stream_id>`` (admin): the stream ends; 204, or 404 if it was
+        not live."""
+        stream_id = self._admin(stream_id)
+        if not self._registry_call(lambda: self._registry.close(stream_id)):
+            raise HttpProblemError(
+                404,
+                f"stream {stream_id!r} is not live",
+                type_=STREAM_NOT_LIVE,
+                title="Stream not live",
+            )
+        return Response(status=204)
 
     def healthz(self) -> Response:
         """``GET /healthz``: the process is alive and answering."""
@@ -108,7 +155,9 @@ class IngestApi:
 
     def metrics(self) -> Response:
         """``GET /metrics``: the metrics of every worker in the Prometheus text format."""
-        self._metrics.queue_depth.set(self._sink.queue_depth())
+        m = self._metrics
+        m.queue_depth.set(self._sink.queue_depth())
+        m.live_streams.set(self._registry.live_count())
         body, content_type = self._metrics.exposition()
         return Response(body, status=200, content_type=content_type)
 
@@ -117,6 +166,109 @@ class IngestApi:
         return Response(self._openapi, status=200, mimetype="application/json")
 
     # Steps of a POST.
+
+    def _sender(self) -> Claims | None:
+        """The verified sender token, when tokens are on and (unless required) one was sent."""
+        tokens = self._tokens
+        if tokens is None:
+            return None
+        token = bearer(request.headers.get("Authorization"))
+        if token is None and self._settings.sender_tokens == "optional":
+            return None
+        try:
+            # Its scope is checked once the stream is known (send_emoji's body names it).
+            return tokens.claims(token)
+        except TokenError as e:
+            raise self._token_refused(e) from None
+
+    def _take(self, parsed: Parsed, claims: Claims | None, api: str) -> None:
+        """The steps after validation: scope, registry, rate limit, Kafka."""
+        stream_id = parsed.stream_id
+        if claims is not None and not claims.covers("send", stream_id):
+            raise self._token_refused(scope_error("send", stream_id), len(parsed.messages))
+        address = request.remote_addr or "unknown"
+        client = claims.subject if claims is not None and claims.subject else address
+        self._admit(parsed, client)
+        self._rate_limit(parsed, None if claims is not None else address)
+        self._enqueue(parsed, api)
+
+    def _token_refused(self, error: TokenError, events: int = 1) -> HttpProblemError:
+        self._metrics.token_rejections.labels(error.reason).inc()
+        return token_problem(error, "Sender token refused", reason="token", events=events)
+
+    def _admit(self, parsed: Parsed, client: str) -> None:
+        """The registry's word on the stream: 404 when it is not live, 429 over a cap."""
+        verdict = self._registry.admit(parsed.stream_id, client)
+        if verdict.admission is Admission.LIVE:
+            return
+        stream_id = parsed.stream_id
+        if verdict.admission is Admission.NOT_LIVE:
+            raise HttpProblemError(
+                404,
+                f"stream {stream_id!r} is not live; streams are opened through the admin API",
+                type_=STREAM_NOT_LIVE,
+                title="Stream not live",
+                extensions={"stream_id": stream_id},
+                reason="stream_not_live",
+                events=len(parsed.messages),
+            )
+        retry_after = str(max(1, round(verdict.retry_after_s)))
+        if verdict.admission is Admission.LIVE_CAP:
+            detail = (
+                f"{self._settings.registry_max_live_streams} streams are live, as many as may "
+                f"be; stream {stream_id!r} cannot start now"
+            )
+            reason = "live_stream_cap"
+        else:
+            detail = (
+                f"this client started {self._settings.registry_new_streams_per_min} streams in "
+                f"the last minute, as many as it may; stream {stream_id!r} cannot start now"
+            )
+            reason = "new_stream_rate"
+        raise HttpProblemError(
+            429,
+            detail,
+            type_=STREAM_LIMIT,
+            title="Too many streams",
+            extensions={"stream_id": stream_id, "limit": reason},
+            headers={"Retry-After": retry_after},
+            reason=reason,
+            events=len(parsed.messages),
+        )
+
+    def _admin(self, stream_id: str) -> str:
+        """The checked stream id of an admin request with the admin bearer token."""
+        if self._admin_token is None:
+            raise HttpProblemError(403, "the admin API is off: set EMOSTREAM_ADMIN_TOKEN")
+        token = bearer(request.headers.get("Authorization"))
+        if token is None or not hmac.compare_digest(token.encode(), self._admin_token):
+            raise HttpProblemError(
+                401,
+                "this needs the admin token (Authorization: Bearer)",
+                type_=INVALID_TOKEN,
+                title="Admin token refused",
+                headers={"WWW-Authenticate": 'Bearer realm="emostream-admin"'},
+            )
+        try:
+            return parse_stream_id(stream_id)
+        except InvalidEventError as e:
+            raise HttpProblemError(
+                422,
+                f"stream_id: {e.reason}",
+                type_=INVALID_REACTIONS,
+                title="Invalid stream id",
+                extensions={"field": "stream_id"},
+            ) from None
+
+    def _registry_call(self, call: Callable[[], bool]) -> bool:
+        try:
+            return call()
+        except redis.RedisError as e:
+            raise HttpProblemError(
+                503,
+                f"the stream registry (Redis) did not answer: {e}",
+                headers={"Retry-After": str(self._settings.retry_after_s)},
+            ) from e
 
     def _json_body(self) -> object:
         """The request body parsed as JSON, after the media type and size checks."""
@@ -162,21 +314,29 @@ class IngestApi:
                 self._metrics.clamped.labels(direction).inc(n)
         return parsed
 
-    def _rate_limit(self, parsed: Parsed) -> None:
-        """Charge the request's reactions to their users; over the rate becomes 429."""
-        verdict = self._limiter.acquire(parsed.users)
+    def _rate_limit(self, parsed: Parsed, address: str | None) -> None:
+        """Charge the request's reactions to their users (and ``address``); over the rate
+        becomes 429."""
+        verdict = self._limiter.acquire(parsed.users, address)
         if verdict.allowed:
             return
         retry_after = self._limiter.retry_after_header(verdict)
         s = self._settings
+        if verdict.user_id is not None:
+            who = f"user {verdict.user_id!r}"
+            rate, burst = s.rate_limit_per_s, s.rate_limit_burst
+            extensions: dict[str, Any] = {"user_id": verdict.user_id}
+        else:
+            who = f"client address {verdict.address}"
+            rate, burst = s.rate_limit_per_address_per_s, s.rate_limit_per_address_burst
+            extensions = {"address": verdict.address}
         raise HttpProblemError(
             429,
-            f"user {verdict.user_id!r} is over its rate of {s.rate_limit_per_s:g} reactions/s "
-            f"(bursts up to {s.rate_limit_burst}); nothing of this request was taken, send it "
-            f"again after {retry_after} s",
+            f"{who} is over its rate of {rate:g} reactions/s (bursts up to {burst}); nothing of "
+            f"this request was taken, send it again after {retry_after} s",
             type_=RATE_LIMITED,
-            title="Too many reactions from one user",
-            extensions={"user_id": verdict.user_id, "retry_after_s": verdict.retry_after_s},
+            title="Too many reactions from one sender",
+            extensions={**extensions, "retry_after_s": verdict.retry_after_s},
             headers={"Retry-After": retry_after},
             reason="rate_limited",
             events=len(parsed.messages),

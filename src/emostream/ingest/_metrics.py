@@ -23,6 +23,20 @@ REJECT_REASONS = (
     "stream_id",
     "rate_limited",
     "backpressure",
+    "token",
+    "stream_not_live",
+    "live_stream_cap",
+    "new_stream_rate",
+)
+#: Why a sender token was refused (see emostream.common.tokens).
+TOKEN_REASONS = (
+    "missing",
+    "malformed",
+    "signature",
+    "expired",
+    "too_long",
+    "scope",
+    "keys_unavailable",
 )
 APIS = ("send_emoji", "v1")
 CLAMP_DIRECTIONS = ("future", "past")
@@ -103,6 +117,26 @@ class IngestMetrics(ServerMetrics):
             ["error"],
             registry=r,
         )
+        self.token_rejections = Counter(
+            "emostream_ingest_token_rejections",
+            "Requests whose sender token was refused, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.live_streams = Gauge(
+            "emostream_ingest_registry_live_streams",
+            "Streams the stream registry holds live, as this deployment last read it.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.registry_limit = Gauge(
+            "emostream_ingest_registry_limit",
+            "The stream registry's bounds, by bound (live_streams; new_streams_per_min per "
+            "client); with registry_live_streams, how close a flood of streams is to the cap.",
+            ["bound"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
         for api in APIS:
@@ -111,5 +145,7 @@ class IngestMetrics(ServerMetrics):
             self.clamped.labels(direction)
         for reason in UNCHECKED_REASONS:
             self.unchecked.labels(reason)
+        for reason in TOKEN_REASONS:
+            self.token_rejections.labels(reason)
         # The usual way an accepted event is lost (Kafka away longer than the delivery timeout).
         self.delivery_errors.labels("_MSG_TIMED_OUT")

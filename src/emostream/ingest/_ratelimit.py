@@ -1,4 +1,5 @@
-"""Per-user rate limit shared by every worker and replica: one Redis round trip per request.
+"""Per-user and per-address rate limits shared by every worker and replica: one Redis round
+trip per request.
 
 The rule is GCRA (the generic cell rate algorithm, a token bucket kept as a single timestamp):
 a user may send ``rate`` reactions a second, sustained, and up to ``burst`` at once after
@@ -6,10 +7,12 @@ resting. Per user, Redis keeps the "theoretical arrival time" of the user's next
 microseconds of Redis's own clock (so replicas with skewed clocks agree), under a key that
 expires once the bucket is full again, so idle users cost no memory.
 
-A request is charged for all its reactions at once, per user id in it, by one Lua script: it
-reads every user's key, and only if every user is within the limit moves them all on. A batch
-is all or nothing, like validation: a 429 means nothing of the request was counted or enqueued,
-and ``Retry-After`` is when the slowest of its users may send it.
+A request is charged for all its reactions at once, per user id in it and, unless its users
+come from a sender token, to its client address too (a body's user id is whatever the sender
+says, so the address is what bounds one sender that invents users), by one Lua script: it reads
+every key, and only if every bucket has room moves them all on. A batch is all or nothing, like
+validation: a 429 means nothing of the request was counted or enqueued, and ``Retry-After`` is
+when the slowest of its buckets may take it.
 
 Why a script written here rather than a library: the ``limits`` package counts a cost per hit
 but needs a second round trip to learn when to retry, and takes one key per call, so a batch of
@@ -36,21 +39,23 @@ from emostream.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
-#: KEYS: one per distinct user of the request. ARGV[1]: microseconds per reaction (1 / rate).
-#: ARGV[2]: microseconds a full bucket holds (burst / rate). ARGV[3..]: each user's count.
+#: KEYS: one per bucket the request is charged to (each user of it, and maybe its address).
+#: ARGV: per key, three values: the reactions charged, microseconds per reaction (1 / rate) and
+#: microseconds a full bucket holds (burst / rate).
 #: Returns {1} when allowed, else {0, microseconds until the request would fit, key index}.
 GCRA_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
 local tats = redis.call('MGET', unpack(KEYS))
 local new = {}
 local wait, worst = 0, 0
 for i = 1, #KEYS do
+  local count = tonumber(ARGV[3 * i - 2])
+  local interval = tonumber(ARGV[3 * i - 1])
+  local capacity = tonumber(ARGV[3 * i])
   local tat = tonumber(tats[i]) or now
   if tat < now then tat = now end
-  local next_tat = tat + tonumber(ARGV[i + 2]) * interval
+  local next_tat = tat + count * interval
   local allow_at = next_tat - capacity
   if allow_at - now > wait then
     wait, worst = allow_at - now, i
@@ -74,13 +79,23 @@ class Verdict:
     allowed: bool
     #: Seconds until the request would be allowed (0 when it is).
     retry_after_s: float = 0.0
-    #: The user id that is over its rate (None when allowed).
+    #: The user id that is over its rate (None when allowed or when the address is).
     user_id: str | None = None
+    #: The client address that is over its rate (None when allowed or when a user is).
+    address: str | None = None
     #: False when Redis could not be asked and the request went through unchecked.
     checked: bool = True
 
 
 ALLOWED = Verdict(True)
+
+
+def _bucket(rate_per_s: float, burst: int) -> tuple[float, float] | None:
+    """A bucket's microseconds per reaction and microseconds it holds; None when off."""
+    if rate_per_s <= 0:
+        return None
+    interval_us = 1e6 / rate_per_s
+    return interval_us, burst * interval_us
 
 
 class RateLimiter:
@@ -97,10 +112,10 @@ class RateLimiter:
     def __init__(self, settings: IngestSettings, metrics: IngestMetrics) -> None:
         self._metrics = metrics
         self._prefix = settings.rate_limit_key_prefix
-        self._enabled = settings.rate_limit_per_s > 0
-        rate = settings.rate_limit_per_s or 1.0
-        self._interval_us = 1e6 / rate
-        self._capacity_us = settings.rate_limit_burst * self._interval_us
+        self._user = _bucket(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self._address = _bucket(
+            settings.rate_limit_per_address_per_s, settings.rate_limit_per_address_burst
+        )
         # Only a factory of connections (from the URL: host, port, db, password, TLS); no
         # socket is opened until a request needs one.
         self._pool = redis.ConnectionPool.from_url(
@@ -119,24 +134,29 @@ class RateLimiter:
     @property
     def enabled(self) -> bool:
         """Whether a limit is configured."""
-        return self._enabled
+        return bool(self._user or self._address)
 
-    def acquire(self, users: dict[str, int]) -> Verdict:
-        """Charge ``users`` (user id -> reactions) in one round trip; allowed only if all fit."""
-        if not self._enabled or not users:
+    def acquire(self, users: dict[str, int], address: str | None = None) -> Verdict:
+        """Charge ``users`` (user id -> reactions), and ``address`` with their sum, in one round
+        trip; allowed only if every bucket has room. No address: the users are trusted (their
+        ids come from sender tokens)."""
+        keys: list[str] = []
+        args: list[float] = []
+        if self._user:
+            prefix = self._prefix
+            for user, count in users.items():
+                keys.append(prefix + user)
+                args += (count, *self._user)
+        if self._address and address is not None:
+            keys.append(self._prefix + "address:" + address)
+            args += (sum(users.values()), *self._address)
+        if not keys:
             return ALLOWED
         if self._skip_until and time.monotonic() < self._skip_until:
             self._metrics.unchecked.labels("redis_backoff").inc()
             return Verdict(True, checked=False)
-        prefix = self._prefix
         try:
-            result = self._evalsha(
-                len(users),
-                *[prefix + user for user in users],
-                self._interval_us,
-                self._capacity_us,
-                *users.values(),
-            )
+            result = self._evalsha(len(keys), *keys, *args)
         except redis.RedisError as e:
             return self._failed_open(e)
         if self._down:
@@ -144,7 +164,9 @@ class RateLimiter:
         if result[0] == 1:
             return ALLOWED
         wait_us, index = int(result[1]), int(result[2])
-        return Verdict(False, retry_after_s=wait_us / 1e6, user_id=list(users)[index - 1])
+        if self._user and index <= len(users):
+            return Verdict(False, retry_after_s=wait_us / 1e6, user_id=list(users)[index - 1])
+        return Verdict(False, retry_after_s=wait_us / 1e6, address=address)
 
     def retry_after_header(self, verdict: Verdict) -> str:
         """The Retry-After value (whole seconds, at least 1) of a refused request."""

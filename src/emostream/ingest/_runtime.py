@@ -1,12 +1,16 @@
-"""Everything one ingest worker owns: settings, metrics, the Kafka sink and the rate limit.
+"""Everything one ingest worker owns: settings, metrics, the Kafka sink, the rate limit, the
+stream registry and the sender-token verifier.
 
-Creating it opens no connection (gunicorn may fork after the app is made): the producer and
-the Redis client connect on the first request that needs them.
+Creating it opens no connection (gunicorn may fork after the app is made): the producer, the
+Redis clients and the registry's refresh thread start with the first request that needs them.
 """
 
 import logging
 from typing import Protocol
 
+from emostream.common.registry import StreamRegistry
+from emostream.common.registry import Verdict as RegistryVerdict
+from emostream.common.tokens import TokenVerifier
 from emostream.ingest._metrics import IngestMetrics
 from emostream.ingest._producer import ReactionProducer, ReactionSink
 from emostream.ingest._ratelimit import RateLimiter, Verdict
@@ -18,18 +22,35 @@ log = logging.getLogger(__name__)
 class RateLimit(Protocol):
     """What the routes need of the rate limiter (:class:`RateLimiter`, or a stand-in in tests)."""
 
-    def acquire(self, users: dict[str, int]) -> Verdict:
-        """Charge the reactions of each user; the verdict says whether all fit."""
+    def acquire(self, users: dict[str, int], address: str | None = None) -> Verdict:
+        """Charge the reactions of each user (and their sum to ``address``); the verdict says
+        whether all fit."""
 
     def retry_after_header(self, verdict: Verdict) -> str:
         """The Retry-After value of a refused request."""
 
 
+class Registry(Protocol):
+    """What the routes need of the stream registry (:class:`StreamRegistry`, or a stand-in)."""
+
+    def admit(self, stream_id: str, client: str) -> RegistryVerdict:
+        """Whether a reaction from ``client`` to ``stream_id`` may be taken."""
+
+    def open(self, stream_id: str) -> bool:
+        """Make ``stream_id`` live; True if it was not."""
+
+    def close(self, stream_id: str) -> bool:
+        """End ``stream_id``; True if it was live."""
+
+    def live_count(self) -> int:
+        """How many streams are live."""
+
+
 class IngestRuntime:
     """The worker's shared state, created once per app.
 
-    ``sink`` replaces the Kafka producer and ``limiter`` the Redis rate limit, for tests of the
-    HTTP layer alone.
+    ``sink`` replaces the Kafka producer, ``limiter`` the Redis rate limit and ``registry`` the
+    Redis stream registry, for tests of the HTTP layer alone.
     """
 
     def __init__(
@@ -38,11 +59,18 @@ class IngestRuntime:
         *,
         sink: ReactionSink | None = None,
         limiter: RateLimit | None = None,
+        registry: Registry | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = IngestMetrics(settings.metrics_dir)
         self.sink: ReactionSink = sink or ReactionProducer(settings, self.metrics)
         self.limiter: RateLimit = limiter or RateLimiter(settings, self.metrics)
+        self.registry: Registry = registry or StreamRegistry(
+            settings.registry_config(settings.registry_new_streams_per_min)
+        )
+        self.tokens = (
+            TokenVerifier(settings.token_keys()) if settings.sender_tokens != "off" else None
+        )
 
     def flush(self, why: str) -> None:
         """Deliver what was accepted before the worker exits, within the shutdown bound."""

@@ -132,6 +132,7 @@ class Parsed:
     how many had their event time replaced by the receive time.
     """
 
+    stream_id: str = DEFAULT_STREAM_ID
     messages: list[KafkaMessage] = field(default_factory=list)
     users: dict[str, int] = field(default_factory=dict)
     clamped: dict[Clamp, int] = field(default_factory=lambda: {"future": 0, "past": 0})
@@ -276,15 +277,18 @@ _SEND_EMOJI = _Names(emoji="emoji_type", time="timestamp", time_required=True)
 _V1 = _Names(emoji="emoji", time="ts", time_required=False)
 
 
-def parse_send_emoji(body: object, rules: EventRules, receive_ms: int) -> Parsed:
+def parse_send_emoji(
+    body: object, rules: EventRules, receive_ms: int, *, sender: str | None = None
+) -> Parsed:
     """The one reaction of an original client's ``POST /send_emoji`` body.
 
     ``{"user_id", "emoji_type", "timestamp", "stream_id"?}``; unknown members are ignored so
-    older and newer clients keep working.
+    older and newer clients keep working. With ``sender`` (a sender token's subject) the
+    ``user_id`` may be left out, and if given must be the sender.
     """
     if not isinstance(body, dict):
         raise InvalidReactionsError([FieldError("", "the body must be a JSON object")])
-    reader = _Reader(DEFAULT_STREAM_ID, _SEND_EMOJI, rules, receive_ms)
+    reader = _Reader(DEFAULT_STREAM_ID, _SEND_EMOJI, rules, receive_ms, sender)
     if body.get("stream_id") is not None:
         reader.stream_id = (
             reader.member(body, None, "stream_id", "stream_id", parse_stream_id) or ""
@@ -294,19 +298,24 @@ def parse_send_emoji(body: object, rules: EventRules, receive_ms: int) -> Parsed
 
 
 def parse_stream_reactions(
-    stream_id: str, body: object, rules: EventRules, receive_ms: int
+    stream_id: str,
+    body: object,
+    rules: EventRules,
+    receive_ms: int,
+    *,
+    sender: str | None = None,
 ) -> Parsed:
     """The reactions of a ``POST /v1/streams/<stream_id>/reactions`` body.
 
     One object ``{"user_id", "emoji", "ts"?}`` or a JSON array of up to ``max_batch`` of them.
     A batch is all or nothing: one bad item rejects the whole request, so a client never has to
-    work out which part of a batch got in.
+    work out which part of a batch got in. ``sender`` as in :func:`parse_send_emoji`.
     """
     try:
         stream_id = parse_stream_id(stream_id)
     except InvalidEventError as e:
         raise InvalidReactionsError([FieldError("stream_id", e.reason, kind="stream_id")]) from None
-    reader = _Reader(stream_id, _V1, rules, receive_ms)
+    reader = _Reader(stream_id, _V1, rules, receive_ms, sender)
     if isinstance(body, dict):
         reader.item(body, None)
     elif isinstance(body, list):
@@ -333,6 +342,8 @@ class _Reader:
     names: _Names
     rules: EventRules
     receive_ms: int
+    #: The user id of a sender token: every item's user, whatever the item says.
+    sender: str | None = None
     parsed: Parsed = field(default_factory=Parsed)
     errors: list[FieldError] = field(default_factory=list)
 
@@ -344,8 +355,19 @@ class _Reader:
         user_id = (
             given_user
             if type(given_user) is str and 0 < len(given_user) <= MAX_USER_ID_CHARS
-            else self.member(item, index, "user_id", "user_id", parse_user_id)
+            else self._user(item, index)
         )
+        if self.sender is not None and user_id != self.sender:
+            if user_id is not None and given_user is not None:
+                self.errors.append(
+                    FieldError(
+                        "user_id",
+                        "must be the sender token's subject, or be left out",
+                        index,
+                        "user_id",
+                    )
+                )
+            user_id = self.sender
         given = item.get(names.emoji)
         emoji = self.rules.spellings.get(given) if type(given) is str else None
         if emoji is None:
@@ -382,6 +404,11 @@ class _Reader:
             }
         )
         self.parsed.messages.append({"key": user_id.encode(), "value": value})
+
+    def _user(self, item: dict[str, object], index: int | None) -> str | None:
+        if self.sender is not None and item.get("user_id") is None:
+            return self.sender
+        return self.member(item, index, "user_id", "user_id", parse_user_id)
 
     def _time(self, item: dict[str, object], index: int | None) -> int | None:
         return self.member(
@@ -421,6 +448,7 @@ class _Reader:
         """The reactions, or :class:`InvalidReactionsError` listing every bad field."""
         if self.errors:
             raise InvalidReactionsError(self.errors)
+        self.parsed.stream_id = self.stream_id
         return self.parsed
 
     def _emoji(self, value: object) -> str:

@@ -5,6 +5,7 @@ Routes (see :mod:`emostream.ingest.openapi` for the full contract):
 
 - ``POST /send_emoji``: one reaction in the original clients' format, 200.
 - ``POST /v1/streams/<stream_id>/reactions``: one reaction or a batch, 202.
+- ``PUT`` / ``DELETE /v1/streams/<stream_id>``: the admin API of the stream registry.
 - ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``GET /openapi.json``.
 
 Creating the app makes no Kafka or Redis client (gunicorn may fork after it); the first request
@@ -14,12 +15,13 @@ that needs one does.
 import logging
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from emostream.common import apps
 from emostream.common.logging import configure_logging
 from emostream.ingest._api import IngestApi
 from emostream.ingest._producer import ReactionSink
-from emostream.ingest._runtime import IngestRuntime, RateLimit
+from emostream.ingest._runtime import IngestRuntime, RateLimit, Registry
 from emostream.ingest.settings import IngestSettings
 
 
@@ -28,11 +30,12 @@ def create_app(
     *,
     sink: ReactionSink | None = None,
     limiter: RateLimit | None = None,
+    registry: Registry | None = None,
 ) -> Flask:
     """A new ingest app; settings default to the ``EMOSTREAM_*`` environment.
 
-    ``sink`` replaces the Kafka producer and ``limiter`` the Redis rate limit, for tests of the
-    HTTP layer alone.
+    ``sink`` replaces the Kafka producer, ``limiter`` the Redis rate limit and ``registry`` the
+    Redis stream registry, for tests of the HTTP layer alone.
     """
     settings = settings or IngestSettings()
     # Whoever owns the process (gunicorn_conf's logconfig_dict, a test runner) may already have
@@ -43,7 +46,10 @@ def create_app(
     # Werkzeug stops reading a body sent without Content-Length (chunked) at this size, silently;
     # one byte over the limit lets the route tell "exactly at the limit" from "too large".
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    runtime = IngestRuntime(settings, sink=sink, limiter=limiter)
+    if settings.forwarded_for_hops:
+        # The client address (rate limit, new-stream cap) from the proxies' X-Forwarded-For.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.forwarded_for_hops)  # type: ignore[method-assign]
+    runtime = IngestRuntime(settings, sink=sink, limiter=limiter, registry=registry)
     IngestApi(runtime).register(app)
     apps.attach_runtime(app, runtime)
     return app

@@ -13,10 +13,13 @@ from emostream.common.events import DEFAULT_STREAM_ID, STREAM_ID_RE
 from emostream.common.problems import (
     BLANK,
     INVALID_REACTIONS,
+    INVALID_TOKEN,
     KAFKA_BACKPRESSURE,
     KAFKA_UNAVAILABLE,
     PROBLEM_JSON,
     RATE_LIMITED,
+    STREAM_LIMIT,
+    STREAM_NOT_LIVE,
 )
 from emostream.ingest._validation import (
     EPOCH_SECONDS_BELOW,
@@ -28,11 +31,22 @@ from emostream.ingest.settings import IngestSettings
 
 _BODY_ERRORS = {
     "400": {"$ref": "#/components/responses/MalformedJson"},
+    "404": {"$ref": "#/components/responses/StreamNotLive"},
     "413": {"$ref": "#/components/responses/ContentTooLarge"},
     "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
     "422": {"$ref": "#/components/responses/InvalidReactions"},
-    "429": {"$ref": "#/components/responses/RateLimited"},
+    "429": {"$ref": "#/components/responses/TooMany"},
     "503": {"$ref": "#/components/responses/KafkaBackpressure"},
+}
+_TOKEN_ERRORS = {
+    "401": {"$ref": "#/components/responses/TokenRefused"},
+    "403": {"$ref": "#/components/responses/TokenOutOfScope"},
+}
+_STREAM_ID_PARAMETER = {
+    "name": "stream_id",
+    "in": "path",
+    "required": True,
+    "schema": {"$ref": "#/components/schemas/StreamId"},
 }
 
 
@@ -57,6 +71,13 @@ def openapi_document(settings: IngestSettings) -> dict[str, Any]:
         {e.removesuffix(VARIATION_SELECTOR_16) for e in emojis if e.endswith(VARIATION_SELECTOR_16)}
         - set(emojis)
     )
+    # Sender tokens as this deployment takes them: not at all, optionally or always.
+    sender: dict[str, Any] = {}
+    if settings.sender_tokens != "off":
+        required = settings.sender_tokens == "required"
+        sender = {
+            "security": [{"senderToken": []}] if required else [{}, {"senderToken": []}],
+        }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -76,9 +97,11 @@ def openapi_document(settings: IngestSettings) -> dict[str, Any]:
                         "required": True,
                         "content": {"application/json": {"schema": _ref("SendEmoji")}},
                     },
+                    **sender,
                     "responses": {
                         "200": _json("The reaction was enqueued.", _ref("SendEmojiReply")),
                         **_BODY_ERRORS,
+                        **(_TOKEN_ERRORS if sender else {}),
                         "405": {"$ref": "#/components/responses/MethodNotAllowed"},
                     },
                 }
@@ -91,14 +114,8 @@ def openapi_document(settings: IngestSettings) -> dict[str, Any]:
                         "A batch is all or nothing: one invalid item rejects the request with "
                         "422 naming the item's index and field."
                     ),
-                    "parameters": [
-                        {
-                            "name": "stream_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": _ref("StreamId"),
-                        }
-                    ],
+                    "parameters": [_STREAM_ID_PARAMETER],
+                    **sender,
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -120,11 +137,12 @@ def openapi_document(settings: IngestSettings) -> dict[str, Any]:
                     "responses": {
                         "202": _json("Every reaction was enqueued.", _ref("AcceptedReply")),
                         **_BODY_ERRORS,
-                        "404": {"$ref": "#/components/responses/NotFound"},
+                        **(_TOKEN_ERRORS if sender else {}),
                         "405": {"$ref": "#/components/responses/MethodNotAllowed"},
                     },
                 }
             },
+            "/v1/streams/{stream_id}": _admin_paths(),
             "/healthz": {
                 "get": {
                     "operationId": "healthz",
@@ -163,7 +181,10 @@ def openapi_document(settings: IngestSettings) -> dict[str, Any]:
             },
         },
         "components": {
-            "schemas": _schemas(emojis, aliases),
+            "schemas": {
+                **_schemas(emojis, aliases, user_required=not sender),
+                **_stream_problems(),
+            },
             "headers": {
                 "RetryAfter": {
                     "description": "Seconds to wait before sending again.",
@@ -171,11 +192,72 @@ def openapi_document(settings: IngestSettings) -> dict[str, Any]:
                 }
             },
             "responses": _responses(),
+            "securitySchemes": {
+                "senderToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": (
+                        "A JWT from the platform's auth (HS256, RS256 or ES256): sub is the "
+                        "sender's user id, exp is required, and emostream.send lists the streams "
+                        'it may react to ("*": any). With a sub, reactions may leave user_id out, '
+                        "and one that gives it must give the sub."
+                    ),
+                },
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The deployment's admin token (EMOSTREAM_ADMIN_TOKEN).",
+                },
+            },
         },
     }
 
 
-def _schemas(emojis: list[str], aliases: list[str]) -> dict[str, Any]:
+def _admin_paths() -> dict[str, Any]:
+    admin_errors = {
+        "401": _problem("The admin token is missing or wrong."),
+        "403": _problem("The admin API is off (no admin token is configured)."),
+        "422": _problem("The stream id is not valid."),
+        "503": {
+            **_problem("The registry (Redis) did not answer; try again."),
+            "headers": {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
+        },
+    }
+    return {
+        "put": {
+            "operationId": "openStream",
+            "parameters": [_STREAM_ID_PARAMETER],
+            "summary": "Open a stream: it takes reactions until it is closed.",
+            "description": (
+                "The stream registry's admin API. In closed mode only streams opened here take "
+                "reactions; every ingest and fanout process sees the change within "
+                "registry_refresh_s."
+            ),
+            "security": [{"adminToken": []}],
+            "responses": {
+                "200": _json("The stream was live already.", _ref("StreamReply")),
+                "201": _json("The stream is live now.", _ref("StreamReply")),
+                **admin_errors,
+            },
+        },
+        "delete": {
+            "operationId": "closeStream",
+            "parameters": [_STREAM_ID_PARAMETER],
+            "summary": "Close a stream: reactions to it are refused from now on.",
+            "security": [{"adminToken": []}],
+            "responses": {
+                "204": {"description": "The stream is closed."},
+                "404": _problem("The stream was not live.", "StreamNotLiveProblem"),
+                **admin_errors,
+            },
+        },
+    }
+
+
+def _schemas(emojis: list[str], aliases: list[str], *, user_required: bool) -> dict[str, Any]:
+    # With sender tokens the token's sub is the user: a reaction may leave user_id out.
+    user = ["user_id"] if user_required else []
     return {
         "UserId": {
             "description": (
@@ -212,7 +294,7 @@ def _schemas(emojis: list[str], aliases: list[str]) -> dict[str, Any]:
         "StreamId": {"type": "string", "pattern": STREAM_ID_RE.pattern},
         "SendEmoji": {
             "type": "object",
-            "required": ["user_id", "emoji_type", "timestamp"],
+            "required": [*user, "emoji_type", "timestamp"],
             "properties": {
                 "user_id": _ref("UserId"),
                 "emoji_type": _ref("Emoji"),
@@ -226,7 +308,7 @@ def _schemas(emojis: list[str], aliases: list[str]) -> dict[str, Any]:
         },
         "Reaction": {
             "type": "object",
-            "required": ["user_id", "emoji"],
+            "required": [*user, "emoji"],
             "properties": {
                 "user_id": _ref("UserId"),
                 "emoji": _ref("Emoji"),
@@ -245,6 +327,11 @@ def _schemas(emojis: list[str], aliases: list[str]) -> dict[str, Any]:
             "type": "object",
             "required": ["accepted"],
             "properties": {"accepted": {"type": "integer", "minimum": 1}},
+        },
+        "StreamReply": {
+            "type": "object",
+            "required": ["stream_id", "live"],
+            "properties": {"stream_id": _ref("StreamId"), "live": {"const": True}},
         },
         "Status": {
             "type": "object",
@@ -321,16 +408,83 @@ def _schemas(emojis: list[str], aliases: list[str]) -> dict[str, Any]:
                 _ref("Problem"),
                 {
                     "type": "object",
-                    "required": ["user_id", "retry_after_s"],
+                    "required": ["retry_after_s"],
                     "properties": {
                         "type": {"const": RATE_LIMITED},
                         "user_id": {
                             "type": "string",
                             "description": "A user of the request that is over its rate.",
                         },
+                        "address": {
+                            "type": "string",
+                            "description": (
+                                "Or: the client address that is over its rate (requests "
+                                "without a sender token)."
+                            ),
+                        },
                         "retry_after_s": {
                             "type": "number",
                             "description": "When the request would fit, in seconds.",
+                        },
+                    },
+                },
+            ]
+        },
+    }
+
+
+def _stream_problems() -> dict[str, Any]:
+    return {
+        "StreamNotLiveProblem": {
+            "allOf": [
+                _ref("Problem"),
+                {
+                    "type": "object",
+                    "properties": {
+                        "type": {"const": STREAM_NOT_LIVE},
+                        "stream_id": _ref("StreamId"),
+                    },
+                },
+            ]
+        },
+        "StreamLimitProblem": {
+            "allOf": [
+                _ref("Problem"),
+                {
+                    "type": "object",
+                    "required": ["stream_id", "limit"],
+                    "properties": {
+                        "type": {"const": STREAM_LIMIT},
+                        "stream_id": _ref("StreamId"),
+                        "limit": {
+                            "enum": ["live_stream_cap", "new_stream_rate"],
+                            "description": (
+                                "Which cap: the live streams of the deployment, or the new "
+                                "streams one client may start per minute."
+                            ),
+                        },
+                    },
+                },
+            ]
+        },
+        "TokenProblem": {
+            "allOf": [
+                _ref("Problem"),
+                {
+                    "type": "object",
+                    "required": ["reason"],
+                    "properties": {
+                        "type": {"const": INVALID_TOKEN},
+                        "reason": {
+                            "enum": [
+                                "missing",
+                                "malformed",
+                                "signature",
+                                "expired",
+                                "too_long",
+                                "scope",
+                                "keys_unavailable",
+                            ]
                         },
                     },
                 },
@@ -356,18 +510,46 @@ def _responses() -> dict[str, Any]:
             ),
             "headers": retry_after,
         },
-        "RateLimited": {
-            **_problem(
-                "A user of the request is over its rate (per user id, shared by every server); "
-                "nothing of the request was enqueued. Send it again after Retry-After seconds.",
-                "RateLimitedProblem",
+        "TooMany": {
+            "description": (
+                "Nothing of the request was enqueued; send it again after Retry-After seconds. "
+                "Either a user of the request (or, without a sender token, its client address) "
+                "is over its rate, shared by every server (RateLimitedProblem), or the stream "
+                "would be a new one beyond the open registry's caps (StreamLimitProblem)."
             ),
+            "content": {
+                PROBLEM_JSON: {
+                    "schema": {"oneOf": [_ref("RateLimitedProblem"), _ref("StreamLimitProblem")]}
+                }
+            },
             "headers": retry_after,
         },
+        "StreamNotLive": _problem(
+            "The stream is not live (closed registry: not opened through the admin API); "
+            "nothing was enqueued. Also the answer to a path that names no route.",
+            "StreamNotLiveProblem",
+        ),
+        "TokenRefused": {
+            **_problem(
+                "The sender token is missing, malformed, forged or expired (reason says "
+                "which); get a new one.",
+                "TokenProblem",
+            ),
+            "headers": {
+                "WWW-Authenticate": {
+                    "description": "Bearer challenge (RFC 6750).",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        "TokenOutOfScope": _problem(
+            "The sender token is valid but does not cover this stream, or lives longer than "
+            "allowed.",
+            "TokenProblem",
+        ),
         "KafkaUnavailable": {
             **_problem(f"Kafka is not reachable ({KAFKA_UNAVAILABLE})."),
             "headers": retry_after,
         },
-        "NotFound": _problem("No such route."),
         "MethodNotAllowed": _problem("The route exists but not for this method (see Allow)."),
     }

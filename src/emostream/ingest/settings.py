@@ -2,11 +2,12 @@
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from emostream.common.settings import ServerSettings
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+SenderTokens = Literal["off", "optional", "required"]
 
 
 class IngestSettings(ServerSettings):
@@ -111,6 +112,46 @@ class IngestSettings(ServerSettings):
         "Redis is tried again, so an outage costs no latency.",
     )
 
+    rate_limit_per_address_per_s: float = Field(
+        1000.0,
+        ge=0,
+        description="Reactions per second one client address may send, sustained, when the "
+        "request carries no sender token (a body's user_id is whatever the sender says); 0 turns "
+        "it off. Behind a proxy, set forwarded_for_hops, or every client shares its address.",
+    )
+    rate_limit_per_address_burst: int = Field(
+        2000,
+        ge=1,
+        description="Reactions one rested client address may send at once; at least max_batch.",
+    )
+    forwarded_for_hops: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Proxies in front of ingest whose X-Forwarded-For entries are trusted: the "
+        "client address is the entry this many hops from the end. 0: the peer's own address.",
+    )
+
+    # Who may send: signed sender tokens (JWTs; the token_* settings say how they are checked).
+    sender_tokens: SenderTokens = Field(
+        "off",
+        description="off: the body's user_id is the sender; optional: a request with a token "
+        "sends as its sub, one without as the body says; required: every request needs a token "
+        "whose emostream.send claim covers the stream (401/403 otherwise).",
+    )
+    # The stream registry (registry_* settings shared with fanout).
+    registry_new_streams_per_min: int = Field(
+        120,
+        ge=0,
+        description="Open mode: most streams one client (token subject, else address) may bring "
+        "into being per minute; beyond it ingest answers 429. 0 turns the cap off.",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of the admin API (PUT and DELETE /v1/streams/<id>); unset, "
+        "the admin API answers 403. Required in closed mode.",
+    )
+
     # Readiness and shutdown.
     readiness_cache_s: float = Field(
         3.0, ge=0, description="How long a Kafka readiness probe result is reused."
@@ -145,6 +186,18 @@ class IngestSettings(ServerSettings):
             raise ValueError(
                 "rate_limit_burst must be at least max_batch, or a valid batch of one user's "
                 "reactions could never pass the rate limit"
+            )
+        if self.rate_limit_per_address_per_s > 0 and self.rate_limit_per_address_burst < (
+            self.max_batch
+        ):
+            raise ValueError("rate_limit_per_address_burst must be at least max_batch")
+        if self.sender_tokens != "off" and not self.token_keys().configured:
+            raise ValueError(
+                "sender tokens need a key: set token_secret, token_public_key or token_jwks_url"
+            )
+        if self.registry_mode == "closed" and self.admin_token is None:
+            raise ValueError(
+                "the closed stream registry needs admin_token, or no stream could ever be opened"
             )
         if self.producer_queue_max_messages < self.max_batch:
             raise ValueError(
