@@ -170,6 +170,21 @@ def test_alert_thresholds_come_from_values() -> None:
     assert notes["runbook_url"] == "docs/operations.md#emostreamfanoutdroppingviewers"
 
 
+def test_replay_evictions_alert_names_the_bounds_to_raise() -> None:
+    """Fanout evicting replay memory for 10 minutes warns, naming the two settings to raise."""
+    (rule,) = chartlib.of_kind(chartlib.rendered(None), "PrometheusRule")
+    by_name = {a["alert"]: a for g in rule["spec"]["groups"] for a in g["rules"]}
+    alert = by_name["EmostreamFanoutReplayEvictions"]
+    assert series_read(alert["expr"]) == {"emostream_fanout_replay_evictions_total"}
+    assert alert["expr"].endswith("[5m])) > 0")
+    assert alert["for"] == "10m"
+    assert alert["labels"] == {"severity": "warning"}
+    notes = alert["annotations"]
+    for setting in ("replay_max_streams", "replay_max_bytes"):
+        assert setting in notes["summary"]
+        assert setting in notes["description"]
+
+
 def test_adapter_rules_read_exported_series(exported: set[str]) -> None:
     """Each prometheus-adapter rule reads a series Emostream exports."""
     values = yaml.safe_load((chartlib.ADDONS / "prometheus-adapter-values.yaml").read_text())

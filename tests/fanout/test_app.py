@@ -8,6 +8,7 @@ from typing import Any, cast
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import TestResponse
 
 from emostream.fanout._runtime import FanoutRuntime
@@ -268,6 +269,31 @@ def test_health_ready_and_metrics(client: FlaskClient) -> None:
         'emostream_fanout_feeds_ended_total{reason="overflow",transport="ws"}',
     ):
         assert name in text
+
+
+def test_replay_bounds_and_evictions_are_on_metrics() -> None:
+    """The worker's buffered streams and bytes, its replay bounds and its evictions are exported."""
+    app = make_app(replay_max_streams=2, replay_max_bytes=1_000_000)
+    client, runtime = app.test_client(), runtime_of(app)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'emostream_fanout_replay_evictions_total{reason="streams"} 0.0' in text
+    assert 'emostream_fanout_replay_evictions_total{reason="bytes"} 0.0' in text
+    for i in range(5):
+        runtime.hub.publish(make_swarm(f"s{i}", 1))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+        for s in family.samples
+    }
+    assert samples["emostream_fanout_streams", ()] == 2
+    assert samples["emostream_fanout_replay_bytes", ()] == runtime.hub.replay_bytes() > 0
+    assert samples["emostream_fanout_replay_limit", (("bound", "streams"),)] == 2
+    assert samples["emostream_fanout_replay_limit", (("bound", "bytes"),)] == 1_000_000
+    assert samples["emostream_fanout_replay_evictions_total", (("reason", "streams"),)] == 3
+    assert samples["emostream_fanout_replay_evictions_total", (("reason", "bytes"),)] == 0
+    runtime.hub.forget(["s4"])
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "emostream_fanout_replay_streams_forgotten_total 1.0" in text
 
 
 def test_cors_allows_only_configured_origins() -> None:

@@ -1,11 +1,15 @@
 """Swarm validation and the per-stream replay buffer."""
 
+import gc
+import sys
+import tracemalloc
+
 import orjson
 import pytest
 
 from emostream.common.errors import InvalidEventError
 from emostream.common.events import encode_json
-from emostream.fanout._buffer import ReplayBuffer, Verdict
+from emostream.fanout._buffer import ReplayBuffer, Verdict, swarm_bytes
 from emostream.fanout._swarm import Swarm
 from tests.fanout.swarms import BASE_MS, make_swarm, swarm_message
 
@@ -123,3 +127,46 @@ def test_buffer_is_bounded_by_count() -> None:
     for s in swarms:
         buf.add(s)
     assert buf.after("") == swarms[-3:]
+
+
+def test_buffer_counts_the_bytes_it_holds() -> None:
+    """nbytes follows every add, trim, expiry and count-bound drop; trimming keeps the last id."""
+    buf = ReplayBuffer(window_ms=10_000, max_items=3)
+    swarms = [make_swarm("s", b, emitted_at=BASE_MS + b * 1000) for b in range(1, 6)]
+    for s in swarms:
+        buf.add(s)
+    assert buf.nbytes == sum(swarm_bytes(s) for s in swarms[-3:])
+    assert buf.trim() == swarm_bytes(swarms[2])
+    assert buf.nbytes == sum(swarm_bytes(s) for s in swarms[-2:])
+    assert buf.expire(BASE_MS + 14_500) == 1
+    assert buf.nbytes == swarm_bytes(swarms[4])
+    assert buf.trim() == swarm_bytes(swarms[4])
+    assert buf.trim() == 0
+    assert buf.nbytes == 0
+    assert buf.add(swarms[4]) is Verdict.DUPLICATE
+
+
+def test_swarm_bytes_is_the_text_in_memory_and_not_its_utf8_length() -> None:
+    """An emoji makes CPython hold the text at four bytes a character; the count says so."""
+    swarm = make_swarm("s", 1)
+    assert "❤" in swarm.text
+    assert swarm_bytes(swarm) > sys.getsizeof(swarm.text) > 4 * len(swarm.text)
+    assert len(swarm.text.encode()) < len(swarm.text) * 2
+
+
+def test_swarm_bytes_is_close_to_the_memory_a_buffered_swarm_takes() -> None:
+    """Measured with tracemalloc, a buffered swarm takes within 15 % of what is counted."""
+    n = 2000
+    buf = ReplayBuffer(window_ms=60_000, max_items=n)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for b in range(1, n + 1):
+            buf.add(make_swarm("stream-with-a-long-id", b))
+        gc.collect()
+        taken = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(buf) == n
+    assert 0.85 < buf.nbytes / taken < 1.15

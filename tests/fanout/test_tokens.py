@@ -9,8 +9,9 @@ from flask.testing import FlaskClient
 from emostream.cli import main
 from emostream.common.registry import StreamRegistry
 from emostream.common.tokens import TokenKeys, TokenVerifier, mint, mint_legacy_viewer_token
-from emostream.fanout.app import create_app
+from emostream.fanout.app import create_app, runtime_of
 from emostream.fanout.settings import FanoutSettings
+from tests.fanout.swarms import make_swarm
 
 SECRET = "a-secret-the-platform-and-fanout-share"  # noqa: S105 - a test secret
 LEGACY = "the-secret-of-earlier-viewer-tokens"
@@ -108,3 +109,27 @@ def test_closed_registry_feeds_only_live_streams(redis_url: str) -> None:
     admin.open("final")
     fresh = client(registry_mode="closed", redis_url=redis_url, registry_key_prefix=prefix)
     assert opens(fresh, "/v1/streams/final/events") == 200
+
+
+@pytest.mark.integration
+def test_streams_that_end_lose_their_replay_buffers(redis_url: str) -> None:
+    """When the registry reloads, buffers of streams no longer live (and unwatched) are dropped."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}:streams:"
+    settings = FanoutSettings(
+        **OFFLINE, registry_mode="closed", redis_url=redis_url, registry_key_prefix=prefix
+    )
+    app = create_app(settings, connect_upstream=False)
+    runtime = runtime_of(app)
+    admin = StreamRegistry(settings.registry_config())
+    admin.open("kept")
+    admin.open("ended")
+    for stream in ("kept", "ended", "watched"):
+        runtime.hub.publish(make_swarm(stream, 1))
+    sub = runtime.hub.subscribe("watched", transport="sse")
+    runtime.registry.refresh()
+    assert runtime.hub.stream_count() == 3
+    admin.close("ended")
+    runtime.registry.refresh()
+    assert sorted(runtime.hub.unwatched()) == ["kept"]
+    assert runtime.hub.stream_count() == 2
+    sub.close()

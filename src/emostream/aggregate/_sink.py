@@ -24,8 +24,6 @@ from emostream.common.keys import latest_swarm_key
 
 log = logging.getLogger(__name__)
 
-_SNAPSHOT_TTL_S = 3600
-
 
 class SwarmSink:
     """The ``foreachBatch`` target; clients are created on first use, in the driver."""
@@ -101,10 +99,11 @@ class SwarmSink:
     def _snapshot(self, latest: dict[str, SwarmMessage]) -> None:
         if self._redis is None:
             self._redis = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
+        ttl = self.settings.snapshot_ttl_s
         try:
             pipe = self._redis.pipeline(transaction=False)
             for stream_id, msg in latest.items():
-                pipe.set(latest_swarm_key(stream_id), encode_json(msg), ex=_SNAPSHOT_TTL_S)
+                pipe.set(latest_swarm_key(stream_id), encode_json(msg), ex=ttl)
             pipe.execute()
         except redis.RedisError:
             # The snapshot only speeds up a new viewer's first frame; Kafka holds the truth.

@@ -63,6 +63,15 @@ class AggregateSettings(CommonSettings):
     metrics_port: int = Field(
         endpoints.AGGREGATE_METRICS_PORT, ge=1, le=65535, description="Prometheus endpoint port."
     )
+    snapshot_ttl_s: int = Field(
+        600,
+        ge=1,
+        description="How long Redis keeps a stream's latest swarm after its last update. The "
+        "snapshot only greets a new viewer with the stream's recent mood (resumes come from "
+        "fanout's replay buffers and Kafka holds the rest), and a swarm older than this says "
+        "little about now; a short life keeps Redis from filling with the snapshots of "
+        "streams that ended.",
+    )
     backlog_probe_s: float = Field(
         5.0,
         gt=0,

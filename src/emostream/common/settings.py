@@ -88,10 +88,6 @@ class ServerSettings(CommonSettings):
     token_max_ttl_s: int = Field(
         86_400,
         ge=1,
-        # The name of earlier releases, when only viewers had tokens, still works.
-        validation_alias=AliasChoices(
-            "EMOSTREAM_TOKEN_MAX_TTL_S", "EMOSTREAM_VIEWER_TOKEN_MAX_TTL_S"
-        ),
         description="Tokens expiring further ahead than this are refused (403), so a leaked token "
         "cannot be valid for long even if it was minted with a long lifetime.",
     )

@@ -5,15 +5,36 @@ stream's replay buffer and offers it to that stream's subscribers without ever b
 subscription has a bounded queue, and one that is full is closed (its viewer reconnects and
 resumes from the replay buffer), so a slow viewer costs only itself.
 
+Replay memory is bounded per worker: at most ``replay_max_streams`` streams and
+``replay_max_bytes`` of buffered swarms (counted by :func:`~emostream.fanout._buffer.swarm_bytes`).
+Past either bound, on a publish or a subscribe, the hub first evicts whole streams that have no
+viewers here, least recently published first (a stream whose last viewer left counts as
+published at that moment, so a viewer dropped for being slow can still resume); only when every
+buffered stream has viewers does it trim the oldest swarms of the largest buffers. Streams with
+viewers are never evicted, so when more streams than ``replay_max_streams`` have viewers here
+the worker keeps them all (their number is bounded by ``max_subscribers``). Nothing scans the
+streams on a publish: the viewer-less ones are kept in publish order, so evicting one costs
+O(1), and the watched ones in a heap by size, so a trim costs O(log n) amortised.
+
+What an eviction costs viewers: a viewer resuming with Last-Event-ID onto this worker gets what
+is left, nothing of an evicted stream (as for a stream this worker never saw) and the newer part
+of a trimmed one. An evicted stream also forgets its greatest id, so a replayed micro-batch of it
+arriving later is buffered again instead of being dropped as a duplicate (and an older one is not
+recognised as stale). No viewer gets a swarm twice for that: the stream had no viewers when it
+was evicted, and every subscription skips ids not greater than the last one it handed out or
+resumed from, so each viewer still gets each id at most once and in order; a new viewer's first
+frame may just be a swarm that newer ones follow at once. Trimming keeps a stream's greatest id.
+
 Everything here is plain Python guarded by one lock, so the same code runs under gunicorn's
 gevent worker (where ``threading`` is monkey-patched and waits yield to other greenlets) and
 in ordinary threads in tests.
 """
 
+import heapq
 import logging
 import threading
-from collections import Counter, deque
-from collections.abc import Callable
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from emostream.common.errors import BackpressureError, EmostreamError
@@ -24,6 +45,10 @@ from emostream.fanout._swarm import Swarm
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("sse", "ws")
+#: Which bound made the hub drop replay memory (values of the ``reason`` label).
+EVICTION_REASONS = ("streams", "bytes")
+#: One warning per this many evictions (and the first): a flood evicts thousands a second.
+_WARN_EVERY = 10_000
 
 
 class CapacityError(BackpressureError):
@@ -143,10 +168,19 @@ class HubStats:
     rejected: int = 0
     #: Subscriptions ended, by (transport, reason): overflow, drain, shutdown or closed.
     ended: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Replay memory dropped to stay within a bound, by the bound (``streams`` or ``bytes``):
+    #: whole viewer-less streams evicted, plus single swarms trimmed from watched streams.
+    evictions: Counter[str] = field(default_factory=Counter)
+    #: Streams whose buffers :meth:`Hub.forget` dropped.
+    forgotten: int = 0
 
 
 class Hub:
-    """Replay buffers of every stream seen within the window, and their subscribers."""
+    """Replay buffers of the streams seen within the window, within bounds, and their viewers.
+
+    ``replay_max_streams`` and ``replay_max_bytes`` bound the worker's replay memory (see the
+    module's docstring); None leaves that bound off.
+    """
 
     def __init__(
         self,
@@ -155,15 +189,28 @@ class Hub:
         replay_max_per_stream: int,
         queue_size: int,
         max_subscribers: int,
+        replay_max_streams: int | None = None,
+        replay_max_bytes: int | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._window_ms = int(replay_window_s * 1000)
         self._max_per_stream = replay_max_per_stream
         self._queue_size = queue_size
         self._max_subscribers = max_subscribers
+        self._limits = {"streams": replay_max_streams, "bytes": replay_max_bytes}
         self._clock = clock
         self._lock = threading.Lock()
         self._streams: dict[str, _Stream] = {}
+        #: Every stream is in exactly one of these two. Those without viewers, least recently
+        #: published first: the eviction order.
+        self._idle: OrderedDict[str, None] = OrderedDict()
+        #: Those with viewers.
+        self._watched: set[str] = set()
+        #: A lazy max-heap of the watched streams by buffered bytes, (-bytes, stream id): each
+        #: one with swarms has an entry at least its size (a stream's entry is pushed whenever
+        #: it grows; one that shrank since is put back at its size when popped).
+        self._sizes: list[tuple[int, str]] = []
+        self._bytes = 0
         self._connections: Counter[str] = Counter()
         self._closing = False
         self.stats = HubStats()
@@ -171,9 +218,13 @@ class Hub:
     # -- the consumer's side -----------------------------------------------------------------
 
     def publish(self, swarm: Swarm) -> Verdict:
-        """Buffer ``swarm`` and offer it to its stream's subscribers, dropping any that are full."""
+        """Buffer ``swarm`` and offer it to its stream's subscribers, dropping any that are full.
+
+        Then, past a bound, evict or trim other buffers (see the module's docstring).
+        """
         with self._lock:
             stream = self._stream(swarm.stream_id)
+            before = stream.buffer.nbytes
             verdict = stream.buffer.add(swarm)
             if verdict is Verdict.DUPLICATE:
                 self.stats.duplicates += 1
@@ -193,6 +244,11 @@ class Hub:
                     )
                 return verdict
             self.stats.published += 1
+            self._bytes += stream.buffer.nbytes - before
+            if stream.subscribers:
+                self._push_size(swarm.stream_id, stream)
+            else:
+                self._idle.move_to_end(swarm.stream_id)
             slow = [sub for sub in stream.subscribers if not sub._offer(swarm)]
             for sub in slow:
                 self._drop(stream, sub, "overflow")
@@ -202,6 +258,7 @@ class Hub:
                     "disconnected slow viewers",
                     extra={"stream_id": swarm.stream_id, "viewers": len(slow)},
                 )
+            self._enforce_bounds()
             return verdict
 
     def expire(self) -> None:
@@ -209,9 +266,35 @@ class Hub:
         now = self._clock()
         with self._lock:
             for stream_id, stream in list(self._streams.items()):
+                before = stream.buffer.nbytes
                 stream.buffer.expire(now)
+                self._bytes -= before - stream.buffer.nbytes
                 if not stream.subscribers and not len(stream.buffer):
-                    del self._streams[stream_id]
+                    self._remove(stream_id)
+
+    def forget(self, stream_ids: Iterable[str]) -> int:
+        """Drop the buffers of ``stream_ids`` (streams no longer live); returns how many.
+
+        For whoever knows which streams ended (a stream registry): their swarms would otherwise
+        stay for the replay window, or until a bound evicts them, taking the room of live ones.
+        A stream that still has viewers here is kept, so they can go on and resume; it is
+        forgotten by :meth:`expire` once its last viewer left and its swarms aged out, or by a
+        later call. Like an eviction, forgetting a stream forgets its greatest id (see the
+        module's docstring for why that is safe).
+        """
+        with self._lock:
+            dropped = 0
+            for stream_id in stream_ids:
+                if stream_id in self._idle:
+                    self._remove(stream_id)
+                    dropped += 1
+            self.stats.forgotten += dropped
+            return dropped
+
+    def unwatched(self) -> list[str]:
+        """The streams buffered here that no viewer of this worker watches."""
+        with self._lock:
+            return list(self._idle)
 
     # -- the connections' side ---------------------------------------------------------------
 
@@ -244,6 +327,7 @@ class Hub:
                 raise CapacityError("this worker serves as many viewers as it may")
             stream = self._stream(stream_id)
             if last_event_id is not None:
+                # After a trim or an eviction, what is left: the viewer misses the rest.
                 backlog = stream.buffer.after(last_event_id)
             else:
                 latest = stream.buffer.latest or snapshot
@@ -256,8 +340,14 @@ class Hub:
                 backlog=backlog,
                 last_id=last_event_id,
             )
+            if not stream.subscribers:
+                del self._idle[stream_id]
+                self._watched.add(stream_id)
+                self._push_size(stream_id, stream)
             stream.subscribers.add(sub)
             self._connections[transport] += 1
+            # A new stream entry may take the worker past its stream bound.
+            self._enforce_bounds()
             return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -306,9 +396,20 @@ class Hub:
             return {t: self._connections[t] for t in TRANSPORTS}
 
     def stream_count(self) -> int:
-        """Streams with a replay buffer or a viewer in this worker."""
+        """Streams with a replay buffer or a viewer in this worker (what replay_max_streams
+        bounds)."""
         with self._lock:
             return len(self._streams)
+
+    def replay_bytes(self) -> int:
+        """Bytes of swarms buffered in this worker (what replay_max_bytes bounds)."""
+        with self._lock:
+            return self._bytes
+
+    @property
+    def replay_limits(self) -> dict[str, int]:
+        """The bounds in force, by name (``streams``, ``bytes``); one left off is absent."""
+        return {name: n for name, n in self._limits.items() if n is not None}
 
     def viewer_counts(self) -> dict[str, int]:
         """Viewers of each stream that has any in this worker."""
@@ -331,10 +432,87 @@ class Hub:
         if stream is None:
             stream = _Stream(ReplayBuffer(self._window_ms, self._max_per_stream))
             self._streams[stream_id] = stream
+            self._idle[stream_id] = None
         return stream
 
     def _drop(self, stream: _Stream, sub: Subscription, reason: str) -> None:
         stream.subscribers.discard(sub)
+        if not stream.subscribers:
+            # Last in the eviction order: its viewers may be about to resume.
+            self._watched.discard(sub.stream_id)
+            self._idle[sub.stream_id] = None
         self._connections[sub.transport] -= 1
         self.stats.ended[sub.transport, reason] += 1
         sub._end(reason)
+
+    def _remove(self, stream_id: str) -> None:
+        """Forget a stream without viewers, its buffer and its greatest id."""
+        stream = self._streams.pop(stream_id)
+        del self._idle[stream_id]
+        self._bytes -= stream.buffer.nbytes
+
+    def _push_size(self, stream_id: str, stream: _Stream) -> None:
+        if not stream.buffer.nbytes:
+            return
+        heapq.heappush(self._sizes, (-stream.buffer.nbytes, stream_id))
+        # Entries of streams that grew, shrank or lost their viewers pile up: rebuild once they
+        # outnumber the live ones, which costs O(watched) every O(watched) pushes.
+        if len(self._sizes) > 2 * len(self._watched) + 64:
+            self._sizes = [
+                (-self._streams[sid].buffer.nbytes, sid)
+                for sid in self._watched
+                if self._streams[sid].buffer.nbytes
+            ]
+            heapq.heapify(self._sizes)
+
+    def _enforce_bounds(self) -> None:
+        max_streams, max_bytes = self._limits["streams"], self._limits["bytes"]
+        if max_streams is not None:
+            while len(self._streams) > max_streams and self._idle:
+                self._evict_idle("streams")
+        if max_bytes is not None:
+            while self._bytes > max_bytes:
+                if self._idle:
+                    self._evict_idle("bytes")
+                elif not self._trim_largest():
+                    break
+
+    def _evict_idle(self, reason: str) -> None:
+        stream_id = next(iter(self._idle))
+        self._remove(stream_id)
+        self._count_eviction(reason, stream_id)
+
+    def _trim_largest(self) -> bool:
+        """Drop the oldest swarm of the largest watched buffer; False if none has any."""
+        while self._sizes:
+            negative, stream_id = heapq.heappop(self._sizes)
+            stream = self._streams.get(stream_id)
+            if stream is None or not stream.subscribers:
+                continue
+            size = stream.buffer.nbytes
+            if -negative != size:
+                # Grown since: a newer entry holds its size. Shrunk since: put it back at it.
+                if size and -negative > size:
+                    heapq.heappush(self._sizes, (-size, stream_id))
+                continue
+            self._bytes -= stream.buffer.trim()
+            self._push_size(stream_id, stream)
+            self._count_eviction("bytes", stream_id)
+            return True
+        return False
+
+    def _count_eviction(self, reason: str, stream_id: str) -> None:
+        self.stats.evictions[reason] += 1
+        total = self.stats.evictions.total()
+        if total == 1 or total % _WARN_EVERY == 0:
+            log.warning(
+                "replay memory at its bound: dropping buffered swarms; viewers resuming onto "
+                "this worker may miss some (raise replay_max_streams or replay_max_bytes)",
+                extra={
+                    "reason": reason,
+                    "stream_id": stream_id,
+                    "streams": len(self._streams),
+                    "bytes": self._bytes,
+                    "evictions_total": total,
+                },
+            )

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge, Histogram
 
 from emostream.common.metrics import ServerMetrics
-from emostream.fanout._hub import TRANSPORTS, Hub
+from emostream.fanout._hub import EVICTION_REASONS, TRANSPORTS, Hub
 from emostream.fanout._presence import PresenceStats
 from emostream.fanout._upstream import UpstreamStats
 
@@ -54,6 +54,10 @@ _MIRRORED_TOTALS = {
     ("hub", "stale"): (
         "emostream_fanout_upstream_stale",
         "Swarms dropped because their id is older than the stream's latest micro-batch.",
+    ),
+    ("hub", "forgotten"): (
+        "emostream_fanout_replay_streams_forgotten",
+        "Replay buffers dropped because their stream ended (and had no viewers in the worker).",
     ),
     ("upstream", "consumed"): (
         "emostream_fanout_upstream_messages_consumed",
@@ -88,6 +92,18 @@ class StateSources:
     presence: Callable[[], PresenceStats | None]
     ready: Callable[[], bool]
     draining: Callable[[], bool]
+
+
+#: Why a viewer token was refused (see emostream.common.tokens).
+TOKEN_REASONS = (
+    "missing",
+    "malformed",
+    "signature",
+    "expired",
+    "too_long",
+    "scope",
+    "keys_unavailable",
+)
 
 
 class _CounterMirror:
@@ -167,7 +183,8 @@ class FanoutMetrics(ServerMetrics):
         )
         self.token_rejections = Counter(
             "emostream_fanout_token_rejections",
-            "Feed requests refused for a missing, malformed, expired or wrong viewer token.",
+            "Feed requests refused for a missing, malformed, expired or wrong viewer token, by "
+            "reason.",
             ["reason"],
             registry=r,
         )
@@ -194,7 +211,24 @@ class FanoutMetrics(ServerMetrics):
         )
         self.streams = Gauge(
             "emostream_fanout_streams",
-            "Streams with a replay buffer or a viewer in a worker (the most of any worker).",
+            "Streams with a replay buffer or a viewer in a worker (the most of any worker); "
+            'replay_max_streams bounds it (emostream_fanout_replay_limit{bound="streams"}).',
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.replay_bytes = Gauge(
+            "emostream_fanout_replay_bytes",
+            "Bytes of swarms in a worker's replay buffers (the most of any worker; text in "
+            "memory plus a fixed overhead per swarm); replay_max_bytes bounds it "
+            '(emostream_fanout_replay_limit{bound="bytes"}).',
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.replay_limit = Gauge(
+            "emostream_fanout_replay_limit",
+            "A worker's replay memory bounds: bound=streams is replay_max_streams, bound=bytes "
+            "replay_max_bytes.",
+            ["bound"],
             registry=r,
             multiprocess_mode="livemax",
         )
@@ -235,6 +269,14 @@ class FanoutMetrics(ServerMetrics):
             "shutdown: worker stopped; closed: the viewer left or its write failed).",
             ("transport", "reason"),
         )
+        self._evictions = mirror(
+            "emostream_fanout_replay_evictions",
+            "Replay memory dropped to keep a worker within a bound, by the bound (reason: "
+            "streams or bytes): buffers of whole streams without viewers, or, when every "
+            "buffered stream has viewers, single swarms trimmed from the largest buffers. A "
+            "viewer resuming onto the worker misses what was dropped.",
+            ("reason",),
+        )
         #: Unlabelled running totals: (source, its attribute) -> the counter that mirrors it.
         self._totals = {
             key: mirror(name, documentation)
@@ -250,8 +292,10 @@ class FanoutMetrics(ServerMetrics):
             self._slow.declare(transport)
             for reason in END_REASONS:
                 self._ended.declare(transport, reason)
-        for reason in ("missing", "malformed", "expired", "too_long", "signature"):
+        for reason in TOKEN_REASONS:
             self.token_rejections.labels(reason)
+        for reason in EVICTION_REASONS:
+            self._evictions.declare(reason)
 
     def track(self, sources: StateSources) -> None:
         """Where :meth:`sync` reads the worker's state from."""
@@ -269,6 +313,9 @@ class FanoutMetrics(ServerMetrics):
             self.connections.labels(transport).set(n)
         self.stream_subscriptions.set(len(hub.viewer_counts()))
         self.streams.set(hub.stream_count())
+        self.replay_bytes.set(hub.replay_bytes())
+        for bound, limit in hub.replay_limits.items():
+            self.replay_limit.labels(bound).set(limit)
         self.draining.set(1 if src.draining() else 0)
         self.upstream_ready.set(1 if src.ready() else 0)
         stats = hub.stats
@@ -276,6 +323,8 @@ class FanoutMetrics(ServerMetrics):
             self._slow.set_total(stats.slow_disconnects[transport], transport)
         for (transport, reason), n in list(stats.ended.items()):
             self._ended.set_total(n, transport, reason)
+        for reason in EVICTION_REASONS:
+            self._evictions.set_total(stats.evictions[reason], reason)
         up = src.upstream() or UpstreamStats()
         self.upstream_lag_messages.set(up.lag_messages)
         self.upstream_last_lag.set(up.last_swarm_lag_s)

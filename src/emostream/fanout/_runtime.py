@@ -78,7 +78,7 @@ class FanoutRuntime:
             )
         keys = settings.token_keys()
         self.tokens = TokenVerifier(keys) if keys.configured else None
-        self.registry = StreamRegistry(settings.registry_config())
+        self.registry = StreamRegistry(settings.registry_config(), on_refresh=self._forget_ended)
         self.draining = False
         self.metrics = FanoutMetrics(settings.metrics_dir)
         self.metrics.track(
@@ -112,6 +112,10 @@ class FanoutRuntime:
                     target=self._maintain, name="emostream-fanout-maintenance", daemon=True
                 )
                 self._maintenance.start()
+
+    def _forget_ended(self, live: frozenset[str]) -> None:
+        """The registry reloaded: drop the replay buffers of streams that are no longer live."""
+        self.hub.forget([s for s in self.hub.unwatched() if s not in live])
 
     def serve_worker(self, worker: Any) -> None:
         """Run in a gunicorn gevent worker (``post_worker_init``): start, and drain on SIGTERM.
@@ -195,6 +199,7 @@ class FanoutRuntime:
         ended = self.hub.close_all("shutdown")
         log.info("closed feeds for shutdown", extra={"connections": ended})
         self._stop.set()
+        self.registry.stop()
         if self._maintenance is not None:
             # A refresh still in flight would put back the entries the withdrawal deletes.
             self._maintenance.join(self.settings.redis_timeout_s * 2 + 1)
@@ -204,8 +209,12 @@ class FanoutRuntime:
             self.upstream.stop()
 
     def _maintain(self) -> None:
-        """Every presence period: refresh presence, and write this worker's metric values."""
+        """Every presence period: refresh presence, and write this worker's metric values.
+
+        It also starts the stream registry's own refresh, which forgets ended streams.
+        """
         period = self.settings.presence_refresh_s
+        self.registry.start()
         while not self._stop.is_set():
             try:
                 if self.presence is not None:

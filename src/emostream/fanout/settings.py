@@ -1,5 +1,7 @@
 """Settings of the fanout service, read once from ``EMOSTREAM_*`` environment variables."""
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, model_validator
 
 from emostream.common.settings import ServerSettings
@@ -40,6 +42,22 @@ class FanoutSettings(ServerSettings):
         ge=1,
         description="Most swarms a stream's replay buffer holds, whatever their age; bounds "
         "memory if one stream emits far faster than expected.",
+    )
+    replay_max_streams: int = Field(
+        10_000,
+        ge=1,
+        description="Most streams one worker keeps a replay buffer for; past it, the buffers of "
+        "streams without viewers here are dropped, least recently published first (a viewer "
+        "resuming one of them onto this worker misses what it had not seen). Bounds memory "
+        "under a flood of stream ids; streams with viewers are always kept.",
+    )
+    replay_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1,
+        description="Most bytes of buffered swarms one worker keeps (each counted as its text "
+        "in memory plus a fixed overhead); past it, streams without viewers are dropped as for "
+        "replay_max_streams, and only when every buffered stream has viewers are the oldest "
+        "swarms of the largest buffers trimmed.",
     )
     client_queue_size: int = Field(
         256,
@@ -112,17 +130,17 @@ class FanoutSettings(ServerSettings):
         "uniformly random moment, so viewers reconnect elsewhere spread out, not all at once.",
     )
 
-    # Optional signed viewer tokens.
+    # Viewer tokens (JWTs; the token_* settings say how they are checked).
+    viewer_tokens: Literal["off", "required"] | None = Field(
+        None,
+        description="required: a feed needs a token whose emostream.view claim covers the "
+        "stream (?token= or Authorization: Bearer); off: feeds are open to anyone. Unset: "
+        "required exactly when a token key or viewer_token_secret is set.",
+    )
     viewer_token_secret: SecretStr | None = Field(
         None,
-        description="When set, feeds require ?token=<expiry>.<HMAC-SHA256> bound to the stream "
-        "(see `emostream token`); unset, feeds are open to anyone.",
-    )
-    viewer_token_max_ttl_s: int = Field(
-        86_400,
-        ge=1,
-        description="Tokens expiring further ahead than this are refused, so a leaked token "
-        "cannot be valid for long even if it was minted with a long lifetime.",
+        description="Secret of the viewer tokens of earlier releases, <expiry>.<HMAC-SHA256>; "
+        "while set, those are accepted beside JWTs (see docs/operations.md on the transition).",
     )
 
     # Latest snapshot for new viewers when the replay buffer has none.
@@ -193,6 +211,23 @@ class FanoutSettings(ServerSettings):
                 "would make a live worker's viewers vanish from the count"
             )
         return self
+
+    @model_validator(mode="after")
+    def _tokens_have_a_key(self) -> "FanoutSettings":
+        if self.viewer_tokens == "required" and not (
+            self.token_keys().configured or self.viewer_token_secret
+        ):
+            raise ValueError(
+                "viewer tokens need a key: set token_secret, token_public_key or token_jwks_url"
+            )
+        return self
+
+    @property
+    def viewer_tokens_required(self) -> bool:
+        """Whether feeds need a viewer token."""
+        if self.viewer_tokens is not None:
+            return self.viewer_tokens == "required"
+        return self.token_keys().configured or self.viewer_token_secret is not None
 
     @property
     def worker_connections(self) -> int:

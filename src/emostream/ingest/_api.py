@@ -100,12 +100,15 @@ class IngestApi:
         parsed = self._validated(
             lambda: parse_send_emoji(body, self._rules, received, sender=sender), body
         )
+        # The body names the stream, so its scope is known only now.
+        self._check_scope(claims, parsed.stream_id, len(parsed.messages))
         self._take(parsed, claims, "send_emoji")
         return Response(SEND_EMOJI_REPLY, status=200, mimetype="application/json")
 
     def post_reactions(self, stream_id: str) -> Response:
         """``POST /v1/streams/<stream_id>/reactions``: one reaction or a batch; 202 when queued."""
         claims = self._sender()
+        self._check_scope(claims, stream_id)
         body = self._json_body()
         received = now_ms()
         sender = claims.subject if claims else None
@@ -181,11 +184,13 @@ class IngestApi:
         except TokenError as e:
             raise self._token_refused(e) from None
 
-    def _take(self, parsed: Parsed, claims: Claims | None, api: str) -> None:
-        """The steps after validation: scope, registry, rate limit, Kafka."""
-        stream_id = parsed.stream_id
+    def _check_scope(self, claims: Claims | None, stream_id: str, events: int = 1) -> None:
+        """A sender token must cover the stream: 403 otherwise."""
         if claims is not None and not claims.covers("send", stream_id):
-            raise self._token_refused(scope_error("send", stream_id), len(parsed.messages))
+            raise self._token_refused(scope_error("send", stream_id), events)
+
+    def _take(self, parsed: Parsed, claims: Claims | None, api: str) -> None:
+        """The steps after validation and scope: registry, rate limit, Kafka."""
         address = request.remote_addr or "unknown"
         client = claims.subject if claims is not None and claims.subject else address
         self._admit(parsed, client)
