@@ -47,8 +47,17 @@ def _stack(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from emostream.loadgen.generator import run_generator  # noqa: PLC0415
+    from emostream.loadgen.settings import LoadSettings  # noqa: PLC0415
 
-    run_generator(args.ingest_url, args.streams, args.rate, args.duration)
+    settings = LoadSettings()
+    run_generator(
+        args.ingest_url,
+        args.streams,
+        args.rate,
+        args.duration,
+        token=settings.token(),
+        admin_token=settings.admin_token(),
+    )
     return 0
 
 
@@ -98,7 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument("-n", "--lines", type=int, default=40, help="logs: lines per part")
     stack.set_defaults(func=_stack)
 
-    gen = sub.add_parser("generate", help="send simulated viewers' reactions")
+    gen = sub.add_parser(
+        "generate",
+        help="send simulated viewers' reactions (a token: EMOSTREAM_LOAD_TOKEN or "
+        "EMOSTREAM_LOAD_TOKEN_SECRET; a closed registry's streams are opened with "
+        "EMOSTREAM_LOAD_ADMIN_TOKEN)",
+    )
     gen.add_argument("--ingest-url", default=endpoints.INGEST_URL)
     gen.add_argument("--streams", default=DEFAULT_STREAM_ID, help="comma-separated stream ids")
     gen.add_argument("--rate", type=float, default=200.0, help="reactions per second")

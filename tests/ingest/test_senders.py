@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from emostream.client import EmostreamClient, RequestRejectedError
 from emostream.common.tokens import mint
 from tests.conftest import Topics
 from tests.ingest.conftest import Server, metric, read_topic, serve
@@ -177,3 +178,26 @@ def test_the_admin_api_needs_the_admin_token(servers: tuple[Server, Server], str
         f"{one.url}/v1/streams/not%20valid", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5
     )
     assert _problem(bad, 422)["field"] == "stream_id"
+
+
+def test_the_python_client_sends_with_a_token_and_opens_streams(
+    servers: tuple[Server, Server], kafka_bootstrap: str, topics: Topics, stream: str
+) -> None:
+    """The SDK opens and closes streams with the admin token and sends as its token's user."""
+    one, _ = servers
+    admin = EmostreamClient(one.url, admin_token=ADMIN)
+    assert admin.open_stream(stream) is True
+    assert admin.open_stream(stream) is False
+    token = mint(SECRET, subject="erin", send=[stream], ttl_s=60)
+    with EmostreamClient(one.url, token=token) as client:
+        assert client.send(stream, [{"emoji": "🔥"}, {"emoji": "👏"}]) == 2
+        with pytest.raises(RequestRejectedError) as refused:
+            client.send("another-stream", {"emoji": "🔥"})
+    assert refused.value.status == 403
+    found = read_topic(kafka_bootstrap, topics.reactions, stream, expected=2)
+    assert {r.reaction.user_id for r in found} == {"erin"}
+    assert admin.close_stream(stream) is True
+    assert admin.close_stream(stream) is False
+    with pytest.raises(RequestRejectedError) as unauthorised:
+        EmostreamClient(one.url, admin_token=ADMIN + "-guessed").open_stream(stream)
+    assert unauthorised.value.status == 401

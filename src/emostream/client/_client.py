@@ -49,6 +49,11 @@ class EmostreamClient:
     Retry-After) or what never reached it (connection refused), so a reaction is never counted
     twice. ``swarms`` reconnects after any interruption and resumes after the last id it
     yielded, so a caller sees every swarm once, in order.
+
+    ``token`` is a signed token (JWT) sent as ``Authorization: Bearer`` with sends and feeds:
+    a sender token (its ``sub`` is the user, so reactions may leave ``user_id`` out), a viewer
+    token, or one with both claims. ``admin_token`` authorises :meth:`open_stream` and
+    :meth:`close_stream`, the stream registry's admin API.
     """
 
     def __init__(
@@ -59,6 +64,8 @@ class EmostreamClient:
         timeout_s: float = 10.0,
         max_retries: int = 3,
         max_retry_wait_s: float = 30.0,
+        token: str | None = None,
+        admin_token: str | None = None,
         session_factory: Callable[[], requests.Session] = requests.Session,
     ) -> None:
         self.ingest_url = ingest_url.rstrip("/")
@@ -66,6 +73,8 @@ class EmostreamClient:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.max_retry_wait_s = max_retry_wait_s
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self._admin_token = admin_token
         self._new_session = session_factory
         # Sends share one pooled session; each feed opens its own, so a feed read in one thread
         # and sends from another never share a connection pool's state.
@@ -94,7 +103,7 @@ class EmostreamClient:
         """
         url = f"{self.ingest_url}/v1/streams/{quote(stream_id, safe='')}/reactions"
         body = orjson.dumps(reactions)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": "application/json", **self._auth}
         attempt = 0
         while True:
             try:
@@ -118,6 +127,34 @@ class EmostreamClient:
             delay = min(delay, self.max_retry_wait_s)
             log.debug("retrying a send", extra={"url": url, "attempt": attempt, "delay_s": delay})
             time.sleep(delay)
+
+    def open_stream(self, stream_id: str) -> bool:
+        """Open ``stream_id`` in the stream registry (admin token); True if it was not live."""
+        resp = self._admin("PUT", stream_id)
+        return resp.status_code == 201
+
+    def close_stream(self, stream_id: str) -> bool:
+        """Close ``stream_id`` (admin token); True if it was live, False if it was not."""
+        try:
+            self._admin("DELETE", stream_id)
+        except RequestRejectedError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def _admin(self, method: str, stream_id: str) -> requests.Response:
+        if not self._admin_token:
+            raise ValueError("the stream registry's admin API needs admin_token")
+        url = f"{self.ingest_url}/v1/streams/{quote(stream_id, safe='')}"
+        headers = {"Authorization": f"Bearer {self._admin_token}"}
+        try:
+            resp = self._session.request(method, url, headers=headers, timeout=self.timeout_s)
+        except requests.RequestException as exc:
+            raise ConnectionFailedError(f"cannot reach ingest at {url}: {exc}") from exc
+        if resp.status_code >= 300:
+            raise _api_error(resp)
+        return resp
 
     # -- fanout ------------------------------------------------------------------------------
 
@@ -149,7 +186,7 @@ class EmostreamClient:
                 try:
                     with session.get(
                         url,
-                        headers=_feed_headers(feed.last_id),
+                        headers={**_feed_headers(feed.last_id), **self._auth},
                         stream=True,
                         timeout=(self.timeout_s, timeout),
                     ) as resp:

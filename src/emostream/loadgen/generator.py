@@ -48,10 +48,26 @@ class Audience:
         return self.rng.choices(list(weights), list(weights.values()), k=count)
 
 
-def run_generator(ingest_url: str, streams: str, rate: float, duration_s: float) -> None:
-    """Send ``rate`` reactions/s (split over ``streams``) until ``duration_s`` ends or Ctrl-C."""
-    client = EmostreamClient(ingest_url=ingest_url)
+def run_generator(
+    ingest_url: str,
+    streams: str,
+    rate: float,
+    duration_s: float,
+    *,
+    token: str | None = None,
+    admin_token: str | None = None,
+) -> None:
+    """Send ``rate`` reactions/s (split over ``streams``) until ``duration_s`` ends or Ctrl-C.
+
+    ``token``: a sender token to send with (one without ``sub``, as a platform's backend
+    holds, keeps the simulated viewers' user ids). ``admin_token``: open the streams first, for
+    a deployment whose stream registry is closed.
+    """
+    client = EmostreamClient(ingest_url=ingest_url, token=token, admin_token=admin_token)
     stream_ids = [s.strip() for s in streams.split(",") if s.strip()]
+    if admin_token:
+        for stream_id in stream_ids:
+            client.open_stream(stream_id)
     audiences = {s: Audience() for s in stream_ids}
     per_tick = max(1, round(rate * TICK_S / len(stream_ids)))
     started = time.monotonic()

@@ -10,7 +10,8 @@ appear in Locust's statistics beside the senders.
 import random
 import time
 
-from locust import FastHttpUser, User, between, constant_pacing, task
+from locust import FastHttpUser, User, between, constant_pacing, events, task
+from locust.env import Environment
 
 from emostream.client import EmostreamClient
 from emostream.common.errors import EmostreamError
@@ -21,6 +22,21 @@ from emostream.loadgen.settings import LoadSettings
 SETTINGS = LoadSettings()
 STREAMS = [f"stream-{k}" for k in range(SETTINGS.load_streams)]
 STREAM_WEIGHTS = zipf_weights(SETTINGS.load_streams, SETTINGS.load_zipf_s)
+#: Sent with every request when the deployment wants tokens.
+TOKEN = SETTINGS.token()
+AUTH = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
+
+
+def open_streams(environment: Environment, **_: object) -> None:
+    """With an admin token, open the load's streams first (a closed stream registry)."""
+    admin_token = SETTINGS.admin_token()
+    if admin_token and environment.host:
+        with EmostreamClient(environment.host, admin_token=admin_token) as client:
+            for stream in STREAMS:
+                client.open_stream(stream)
+
+
+events.test_start.add_listener(open_streams)
 
 
 def pick_stream() -> str:
@@ -41,6 +57,7 @@ class BatchSender(FastHttpUser):
         self.client.post(
             f"/v1/streams/{pick_stream()}/reactions",
             json=batch,
+            headers=AUTH,
             name="/v1/streams/[id]/reactions batch",
         )
 
@@ -57,6 +74,7 @@ class SingleSender(FastHttpUser):
         self.client.post(
             f"/v1/streams/{pick_stream()}/reactions",
             json=reaction(),
+            headers=AUTH,
             name="/v1/streams/[id]/reactions",
         )
 
@@ -70,7 +88,7 @@ class SingleSender(FastHttpUser):
             "timestamp": time.time(),
             "stream_id": pick_stream(),
         }
-        self.client.post("/send_emoji", json=body)
+        self.client.post("/send_emoji", json=body, headers=AUTH)
 
 
 class Viewer(User):
@@ -87,7 +105,7 @@ class Viewer(User):
     @task
     def watch(self) -> None:
         """Listen to one stream for ``load_listen_s`` seconds, timing every swarm."""
-        client = EmostreamClient(fanout_url=SETTINGS.fanout_url)
+        client = EmostreamClient(fanout_url=SETTINGS.fanout_url, token=TOKEN)
         stop_at = time.monotonic() + SETTINGS.load_listen_s
         feed = client.swarms(pick_stream(), timeout=30)
         joined = now_ms()
