@@ -36,7 +36,8 @@ def open_streams(environment: Environment, **_: object) -> None:
                 client.open_stream(stream)
 
 
-events.test_start.add_listener(open_streams)
+# Locust does not type its event hooks.
+events.test_start.add_listener(open_streams)  # type: ignore[no-untyped-call]
 
 
 def pick_stream() -> str:
