@@ -35,6 +35,13 @@ CHART_MANAGED = {
     "spark_jars": "the Spark image (the connector is on Spark's class path)",
     "spark_driver_memory": "aggregate.driver.memory",
     "autoscale_executors": "always on in a cluster (min_executors..max_executors)",
+    "registry_mode": "access.registry",
+    "sender_tokens": "access.tokens.senders",
+    "viewer_tokens": "access.tokens.viewers",
+    "token_jwks_url": "access.tokens.jwksUrl",
+    "token_secret": "access.tokens (a Secret)",
+    "token_public_key": "access.tokens (a Secret)",
+    "admin_token": "access.adminToken (a Secret)",
 }
 ROLES: dict[str, type[BaseSettings]] = {
     "commonSettings": CommonSettings,

@@ -81,7 +81,7 @@ cat >"${WORK}/manifest.json" <<JSON
     "file_prefix": "api/openapi-spec/v3",
     "spec_dir": "${k8s_dir}/api/openapi-spec/v3",
     "kinds": [
-      ["v1", "ConfigMap"], ["v1", "Service"], ["v1", "ServiceAccount"],
+      ["v1", "ConfigMap"], ["v1", "Secret"], ["v1", "Service"], ["v1", "ServiceAccount"],
       ["v1", "PersistentVolumeClaim"], ["v1", "Pod"],
       ["apps/v1", "Deployment"], ["apps/v1", "StatefulSet"], ["batch/v1", "Job"],
       ["policy/v1", "PodDisruptionBudget"],

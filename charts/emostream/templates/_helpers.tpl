@@ -153,6 +153,45 @@ redis.external.existingSecret is set, so a password never lands in a ConfigMap.
 {{- end }}
 {{- end -}}
 
+{{/* The Secret holding the admin token of ingest's admin API. */}}
+{{- define "emostream.adminSecretName" -}}
+{{- .Values.access.adminToken.existingSecret | default (include "emostream.componentName" (dict "root" . "component" "admin")) -}}
+{{- end -}}
+
+{{/*
+Secret-held settings of a role (dict "root" $ "component" ...): ingest's admin token, and the
+token keys of ingest and fanout; the load test gets the admin token (to open its streams) and
+an HS256 secret (to mint a token), under its own names.
+*/}}
+{{- define "emostream.accessEnv" -}}
+{{- $root := .root -}}
+{{- $tokens := $root.Values.access.tokens -}}
+{{- $load := eq .component "loadtest" -}}
+{{- if has .component (list "ingest" "loadtest") }}
+- name: {{ ternary "EMOSTREAM_LOAD_ADMIN_TOKEN" "EMOSTREAM_ADMIN_TOKEN" $load }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "emostream.adminSecretName" $root }}
+      key: {{ $root.Values.access.adminToken.key }}
+{{- end }}
+{{- if $tokens.existingSecret }}
+{{- if $tokens.secretKey }}
+- name: {{ ternary "EMOSTREAM_LOAD_TOKEN_SECRET" "EMOSTREAM_TOKEN_SECRET" $load }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $tokens.existingSecret }}
+      key: {{ $tokens.secretKey }}
+{{- end }}
+{{- if and $tokens.publicKeyKey (not $load) }}
+- name: EMOSTREAM_TOKEN_PUBLIC_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $tokens.existingSecret }}
+      key: {{ $tokens.publicKeyKey }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{/*
 EMOSTREAM_* entries of a ConfigMap from a settings map: each key is a settings field name
 (snake_case), each value a string, number, boolean, list or map (lists and maps as JSON,
@@ -263,6 +302,18 @@ The ConfigMap data of one role: the shared settings (config), the role's own
 {{- $_ := set $settings "metrics_port" $root.Values.aggregate.metrics.port -}}
 {{- $_ := set $settings "checkpoint_location" (include "emostream.checkpointLocation" $root) -}}
 {{- $_ := set $settings "autoscale_executors" true -}}
+{{- end -}}
+{{- if has .component (list "ingest" "fanout") -}}
+{{- $access := $root.Values.access -}}
+{{- $_ := set $settings "registry_mode" $access.registry -}}
+{{- if $access.tokens.jwksUrl -}}
+{{- $_ := set $settings "token_jwks_url" $access.tokens.jwksUrl -}}
+{{- end -}}
+{{- if eq .component "ingest" -}}
+{{- $_ := set $settings "sender_tokens" $access.tokens.senders -}}
+{{- else -}}
+{{- $_ := set $settings "viewer_tokens" $access.tokens.viewers -}}
+{{- end -}}
 {{- end -}}
 {{- $settings = merge $settings (include "emostream.commonSettings" $root | fromYaml) -}}
 {{- include "emostream.settingsData" $settings -}}

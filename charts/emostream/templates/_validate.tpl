@@ -22,6 +22,13 @@ to change. Included once, from configmap.yaml.
 {{- fail (printf "aggregate.config.%s is set by the chart (aggregate.mode, aggregate.metrics.port, aggregate.checkpoint; executors always follow the backlog within min_executors..max_executors)" $key) -}}
 {{- end -}}
 {{- end -}}
+{{- $tokens := $v.access.tokens -}}
+{{- if and (or (ne $tokens.senders "off") (ne $tokens.viewers "off")) (not (or $tokens.existingSecret $tokens.jwksUrl)) -}}
+{{- fail "access.tokens.senders/viewers need a key: access.tokens.existingSecret (secretKey or publicKeyKey) or access.tokens.jwksUrl" -}}
+{{- end -}}
+{{- if and $tokens.existingSecret (not (or $tokens.secretKey $tokens.publicKeyKey)) -}}
+{{- fail "access.tokens.existingSecret needs access.tokens.secretKey (HS256) or access.tokens.publicKeyKey (PEM)" -}}
+{{- end -}}
 {{- if and (eq $v.kafka.provider "external") (not $v.kafka.external.bootstrapServers) -}}
 {{- fail "kafka.provider=external needs kafka.external.bootstrapServers" -}}
 {{- end -}}

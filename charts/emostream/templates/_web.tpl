@@ -71,6 +71,7 @@ spec:
                 name: {{ include "emostream.componentName" $ctx }}
           env:
             {{- include "emostream.connectionEnv" $root | nindent 12 }}
+            {{- include "emostream.accessEnv" $ctx | nindent 12 }}
             {{- with $c.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}

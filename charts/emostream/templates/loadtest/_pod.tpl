@@ -20,6 +20,8 @@ containers:
       # The locustfile's viewers listen here (its default is a local stack's 127.0.0.1:8080).
       - name: EMOSTREAM_FANOUT_URL
         value: {{ printf "http://%s:%d" (include "emostream.componentName" (dict "root" $root "component" "fanout")) (int $root.Values.fanout.service.port) | quote }}
+      # The admin token opens the load's streams; an HS256 secret mints the load's token.
+      {{- include "emostream.accessEnv" (dict "root" $root "component" "loadtest") | nindent 6 }}
       {{- with $l.extraEnv }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
