@@ -4,6 +4,7 @@ conftest.py builds its fixtures from these; the tests import them from here (a m
 its own, so it never clashes with another directory's conftest).
 """
 
+import base64
 import json
 import os
 import shutil
@@ -21,6 +22,8 @@ import pytest
 import yaml
 from kubernetes import client
 from tests.support.waiting import WaitTimeoutError, wait_until
+
+from emostream.client import EmostreamClient
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -108,6 +111,23 @@ def tool(env: str, local: Path | None, name: str) -> str:
     if not found:
         raise RuntimeError(f"{name} not found: set {env} or put it on PATH")
     return found
+
+
+#: How long a stream opened through one ingest pod takes to be live on every ingest and fanout
+#: pod: the chart's registry_refresh_s (1 s), twice over.
+REGISTRY_SPREAD_S = 2.0
+
+
+def admin_token_of(cluster: "Cluster", fullname: str) -> str:
+    """The admin token in the Secret the chart made for release ``fullname``."""
+    secret = cluster.get("secret", f"{fullname}-admin")
+    return base64.b64decode(secret["data"]["admin-token"]).decode()
+
+
+def open_stream(sdk: EmostreamClient, stream: str) -> None:
+    """Open ``stream`` in the chart's closed registry, and wait until every pod knows it."""
+    sdk.open_stream(stream)
+    time.sleep(REGISTRY_SPREAD_S)
 
 
 def open_sse_feeds(fanout_url: str, stream: str, count: int) -> list[socket.socket]:

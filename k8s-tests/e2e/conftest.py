@@ -17,7 +17,7 @@ the run's timings to, as name<TAB>seconds lines; run.sh prints them in its table
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ from clusterlib import (
     ROOT,
     Cluster,
     Progress,
+    admin_token_of,
+    open_stream,
     tool,
 )
 from kube_portforward import PortForward
@@ -237,10 +239,30 @@ def fanout_url(fanout_forward: PortForward) -> str:
 
 
 @pytest.fixture(scope="session")
-def client(ingest_url: str, fanout_url: str) -> Iterator[EmostreamClient]:
-    """An SDK client on the two port-forwards."""
-    with EmostreamClient(ingest_url=ingest_url, fanout_url=fanout_url) as c:
+def admin_token(cluster: Cluster, release: str) -> str:
+    """The admin token of the stream registry, from the Secret the chart made for it."""
+    return admin_token_of(cluster, FULLNAME)
+
+
+@pytest.fixture(scope="session")
+def client(ingest_url: str, fanout_url: str, admin_token: str) -> Iterator[EmostreamClient]:
+    """An SDK client on the two port-forwards, with the admin token."""
+    with EmostreamClient(
+        ingest_url=ingest_url, fanout_url=fanout_url, admin_token=admin_token
+    ) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def live_stream(client: EmostreamClient) -> Callable[[str], str]:
+    """Makes a fresh stream live in the chart's closed registry: ``live_stream("e2e")``."""
+
+    def new(prefix: str) -> str:
+        stream = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        open_stream(client, stream)
+        return stream
+
+    return new
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:

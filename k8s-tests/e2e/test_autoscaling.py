@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,11 +155,12 @@ def _wait_for_pods(
     return reached
 
 
+@pytest.mark.usefixtures("autoscaling")
 def test_autoscalers_scale_up_under_load_and_back_down(
     cluster: Cluster,
-    autoscaling: None,
     ingest_url: str,
     fanout_url: str,
+    live_stream: Callable[[str], str],
     progress: Progress,
 ) -> None:
     """Under load both tiers reach three ready pods; without it, both return to one. Ingest's
@@ -171,7 +172,7 @@ def test_autoscalers_scale_up_under_load_and_back_down(
         interval_s=POLL_S,
     )
     load = Load(fanout_url=fanout_url, ingest_url=ingest_url)
-    stream = f"e2e-scale-{uuid.uuid4().hex[:8]}"
+    stream = live_stream("e2e-scale")
     try:
         load.open_feeds(stream)
         load.start_requests(stream)
@@ -311,7 +312,10 @@ def _lag_diagnosis(cluster: Cluster, job: str) -> str:
 
 
 def test_fanout_scales_on_delivery_lag_with_few_viewers(
-    cluster: Cluster, fanout_short_of_cpu: None, progress: Progress
+    cluster: Cluster,
+    fanout_short_of_cpu: None,
+    live_stream: Callable[[str], str],
+    progress: Progress,
 ) -> None:
     """A swarm rate one fanout pod cannot keep up with, watched by fewer viewers than one pod's
     connection target: the delivery lag alone takes fanout beyond one pod, and fanout returns
@@ -319,7 +323,7 @@ def test_fanout_scales_on_delivery_lag_with_few_viewers(
     wait_until(
         "one fanout pod", lambda: _replicas(cluster, "fanout")[:2] == (1, 1), 300, interval_s=2
     )
-    stream = f"e2e-lag-{uuid.uuid4().hex[:8]}"
+    stream = live_stream("e2e-lag")
     job = f"swarm-load-{uuid.uuid4().hex[:6]}"
     env = {
         "STREAM": stream,

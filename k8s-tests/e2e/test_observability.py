@@ -13,7 +13,7 @@ import json
 import math
 import re
 import time
-import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -65,18 +65,16 @@ def _panels(namespace: str) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
     return ours, exporter
 
 
-def _traffic(ingest_url: str, fanout_url: str, progress: Progress) -> None:
+def _traffic(stream: str, client: EmostreamClient, progress: Progress) -> None:
     """Reactions seen by FEEDS open feeds, and one the ingest rejects."""
-    stream = f"e2e-obs-{uuid.uuid4().hex[:8]}"
-    feeds = open_sse_feeds(fanout_url, stream, FEEDS)
+    feeds = open_sse_feeds(client.fanout_url, stream, FEEDS)
     try:
-        with EmostreamClient(ingest_url=ingest_url) as client:
-            for batch in range(5):
-                reactions = [{"user_id": f"o{batch}-{i}", "emoji": "👏"} for i in range(50)]
-                assert client.send(stream, reactions) == 50
-                time.sleep(2)
-            with pytest.raises(RequestRejectedError):
-                client.send(stream, {"user_id": "o-bad", "emoji": "not an emoji"})
+        for batch in range(5):
+            reactions = [{"user_id": f"o{batch}-{i}", "emoji": "👏"} for i in range(50)]
+            assert client.send(stream, reactions) == 50
+            time.sleep(2)
+        with pytest.raises(RequestRejectedError):
+            client.send(stream, {"user_id": "o-bad", "emoji": "not an emoji"})
     finally:
         for feed in feeds:
             feed.close()
@@ -85,14 +83,18 @@ def _traffic(ingest_url: str, fanout_url: str, progress: Progress) -> None:
 
 @pytest.mark.usefixtures("autoscaling")
 def test_dashboard_panels_show_data(
-    prometheus_url: str, ingest_url: str, fanout_url: str, cluster: Cluster, progress: Progress
+    prometheus_url: str,
+    client: EmostreamClient,
+    live_stream: Callable[[str], str],
+    cluster: Cluster,
+    progress: Progress,
 ) -> None:
     """Every panel this cluster can fill returns a number once the install has had traffic."""
     ours, exporter = _panels(cluster.namespace)
     for title, metrics in sorted(exporter.items()):
         source = f"Strimzi's Kafka Exporter: {', '.join(sorted(metrics))}"
         progress.say(f"  not checked ({source}): {title}")
-    _traffic(ingest_url, fanout_url, progress)
+    _traffic(live_stream("e2e-obs"), client, progress)
 
     # A panel passes once it has shown a number: a rate over one minute of a single rejection
     # shows it for about that minute only.

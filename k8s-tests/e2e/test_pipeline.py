@@ -6,7 +6,7 @@ Spark driver and its executor pods, Redis, fanout pods.
 
 import math
 import re
-import uuid
+from collections.abc import Callable
 from typing import Any
 
 from clusterlib import CHART, FULLNAME, POLL_S, Cluster, Progress
@@ -17,10 +17,6 @@ from tests.support.waiting import wait_until
 from emostream.client import EmostreamClient
 
 
-def _stream() -> str:
-    return f"e2e-{uuid.uuid4().hex[:10]}"
-
-
 def _check_swarms(feed: SwarmCollector, stream: str) -> None:
     for swarm in feed.windows.values():
         assert swarm["stream_id"] == stream
@@ -29,13 +25,15 @@ def _check_swarms(feed: SwarmCollector, stream: str) -> None:
     assert len(feed.ids) == len(set(feed.ids)), "a swarm id came twice"
 
 
-def test_exact_counts_arrive_on_the_sse_feed(client: EmostreamClient, progress: Progress) -> None:
+def test_exact_counts_arrive_on_the_sse_feed(
+    client: EmostreamClient, live_stream: Callable[[str], str], progress: Progress
+) -> None:
     """2,500 hearts and 300 laughs posted within a second arrive as exactly those counts.
 
     The first test of a run also waits for the aggregation's first micro-batches, so it allows
     for Spark's start on a small cluster.
     """
-    stream = _stream()
+    stream = live_stream("e2e")
     batch = [{"user_id": f"u{i}", "emoji": "❤️"} for i in range(2500)]
     batch += [{"user_id": f"v{i}", "emoji": "😂"} for i in range(300)]
     with SwarmCollector(client, stream, timeout=60, max_failures=None) as feed:
@@ -50,14 +48,18 @@ def test_exact_counts_arrive_on_the_sse_feed(client: EmostreamClient, progress: 
 
 
 def test_feed_resumes_without_a_gap_while_fanout_rolls(
-    client: EmostreamClient, cluster: Cluster, fanout_forward: PortForward, progress: Progress
+    client: EmostreamClient,
+    live_stream: Callable[[str], str],
+    cluster: Cluster,
+    fanout_forward: PortForward,
+    progress: Progress,
 ) -> None:
     """A viewer listening through a rolling restart of fanout misses and repeats nothing.
 
     Reactions are sent before, during and after the roll; the client reconnects to the new pod
     with Last-Event-ID, so the ids it sees only increase and every count is exact.
     """
-    stream = _stream()
+    stream = live_stream("e2e")
     deployment = f"{FULLNAME}-fanout"
     sent: dict[str, int] = {}
     forwards_before = fanout_forward.restarts

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clusterlib import ROOT, Cluster, Progress, tool, version
+from clusterlib import ROOT, Cluster, Progress, admin_token_of, open_stream, tool, version
 from kube_portforward import PortForward
 from kubernetes import client as kube
 from tests.support.feeds import SwarmCollector
@@ -27,6 +27,8 @@ from emostream.client import EmostreamClient
 
 #: skaffold.yaml's release: its objects are named emostream-<component>.
 RELEASE = "emostream"
+#: The stream the skaffold install is tried with.
+STREAM = "e2e-skaffold"
 
 
 @functools.cache
@@ -104,11 +106,16 @@ def _a_swarm_arrives(there: Cluster, progress: Progress) -> None:
     with (
         PortForward(kubectl, ns, f"svc/{RELEASE}-ingest", 8000) as ingest,
         PortForward(kubectl, ns, f"svc/{RELEASE}-fanout", 8080) as fanout,
-        EmostreamClient(ingest_url=ingest.url, fanout_url=fanout.url) as client,
-        SwarmCollector(client, "e2e-skaffold", timeout=60, max_failures=None) as feed,
+        EmostreamClient(
+            ingest_url=ingest.url,
+            fanout_url=fanout.url,
+            admin_token=admin_token_of(there, RELEASE),
+        ) as client,
     ):
-        start = progress.elapsed()
-        reactions = [{"user_id": f"s{i}", "emoji": "🎉"} for i in range(120)]
-        assert client.send("e2e-skaffold", reactions) == 120
-        wait_until("exact counts", lambda: feed.totals() == {"🎉": 120}, 300, interval_s=1)
-        progress.mark("skaffold's install: first swarm with exact counts", start)
+        open_stream(client, STREAM)
+        with SwarmCollector(client, STREAM, timeout=60, max_failures=None) as feed:
+            start = progress.elapsed()
+            reactions = [{"user_id": f"s{i}", "emoji": "🎉"} for i in range(120)]
+            assert client.send(STREAM, reactions) == 120
+            wait_until("exact counts", lambda: feed.totals() == {"🎉": 120}, 300, interval_s=1)
+            progress.mark("skaffold's install: first swarm with exact counts", start)

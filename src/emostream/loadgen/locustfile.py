@@ -22,18 +22,22 @@ from emostream.loadgen.settings import LoadSettings
 SETTINGS = LoadSettings()
 STREAMS = [f"stream-{k}" for k in range(SETTINGS.load_streams)]
 STREAM_WEIGHTS = zipf_weights(SETTINGS.load_streams, SETTINGS.load_zipf_s)
+#: How long opened streams take to be live everywhere: the default registry_refresh_s, twice.
+REGISTRY_SPREAD_S = 2.0
 #: Sent with every request when the deployment wants tokens.
 TOKEN = SETTINGS.token()
 AUTH = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
 
 
 def open_streams(environment: Environment, **_: object) -> None:
-    """With an admin token, open the load's streams first (a closed stream registry)."""
+    """With an admin token, open the load's streams first (a closed stream registry), and give
+    every ingest and fanout process the time to see them (registry_refresh_s, 1 s)."""
     admin_token = SETTINGS.admin_token()
     if admin_token and environment.host:
         with EmostreamClient(environment.host, admin_token=admin_token) as client:
             for stream in STREAMS:
                 client.open_stream(stream)
+        time.sleep(REGISTRY_SPREAD_S)
 
 
 # Locust does not type its event hooks.
