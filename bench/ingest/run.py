@@ -158,6 +158,9 @@ def _measure(
         **env,
         "EMOSTREAM_REACTIONS_TOPIC": topic,
         "EMOSTREAM_RATE_LIMIT_KEY_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:",
+        # wrk is one address standing in for a whole audience: the per-user limit stays on,
+        # the per-address one (a bound on one sender without a token) would refuse it all.
+        "EMOSTREAM_RATE_LIMIT_PER_ADDRESS_PER_S": "0",
     }
     with gunicorn(phase.app, config, run_env, work / "gunicorn.log") as server:
         url = server.url + phase.path

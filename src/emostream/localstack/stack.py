@@ -112,10 +112,16 @@ class LocalStack:
         return spark_kafka_jars(self.root / "jars", pyspark.__version__)
 
     def child_env(self) -> dict[str, str]:
-        """The environment every part runs with: the caller's, pointed at this stack."""
+        """The environment every part runs with: the caller's, pointed at this stack.
+
+        Every client of a local stack (the generator, the load test, a browser) comes from
+        127.0.0.1, so the per-address rate limit is off unless the caller sets it; the stream
+        registry runs open, with its caps.
+        """
         s = self.settings
         jars = self._spark_jars()
         return {
+            "EMOSTREAM_RATE_LIMIT_PER_ADDRESS_PER_S": "0",
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
