@@ -27,7 +27,11 @@ from emostream.common.tokens import (
 
 SECRET = "a-secret-the-platform-and-emostream-share"  # noqa: S105 - a test secret
 FORGED_WITH = "another-secret-of-32-bytes-or-more"
-NOW = time.time()
+
+
+def in_a_minute() -> int:
+    """An expiry a minute from now (read when a token is made, not when the module loads)."""
+    return int(time.time()) + 60
 
 
 def verifier(**keys: Any) -> TokenVerifier:
@@ -68,19 +72,25 @@ def test_a_wildcard_covers_every_stream() -> None:
             "signature",
             401,
         ),
-        (lambda: mint(SECRET, subject="u", send=["s"], ttl_s=10, now=NOW - 100), "expired", 401),
+        (
+            lambda: mint(SECRET, subject="u", send=["s"], ttl_s=10, now=time.time() - 100),
+            "expired",
+            401,
+        ),
         (lambda: mint(SECRET, subject="u", send=["other"], ttl_s=60), "scope", 403),
         (lambda: mint(SECRET, subject="u", view=["s"], ttl_s=60), "scope", 403),
         (lambda: mint(SECRET, subject="u", send=["s"], ttl_s=90_000), "too_long", 403),
         (lambda: jwt.encode({"sub": "u"}, SECRET, algorithm="HS256"), "malformed", 401),
         (
-            lambda: jwt.encode({"exp": NOW + 60, "emostream": ["s"]}, SECRET, algorithm="HS256"),
+            lambda: jwt.encode(
+                {"exp": in_a_minute(), "emostream": ["s"]}, SECRET, algorithm="HS256"
+            ),
             "malformed",
             401,
         ),
         (
             lambda: jwt.encode(
-                {"exp": NOW + 60, "emostream": {"send": ["s"]}}, key="", algorithm="none"
+                {"exp": in_a_minute(), "emostream": {"send": ["s"]}}, key="", algorithm="none"
             ),
             "malformed",
             401,
@@ -109,7 +119,7 @@ def test_a_tampered_claim_breaks_the_signature() -> None:
     header, _, rest = mint(SECRET, subject="u", send=["s"], ttl_s=60).partition(".")
     _, _, signature = rest.partition(".")
     forged_payload = jwt.utils.base64url_encode(
-        json.dumps({"sub": "u", "exp": int(NOW) + 60, "emostream": {"send": ["*"]}}).encode()
+        json.dumps({"sub": "u", "exp": in_a_minute(), "emostream": {"send": ["*"]}}).encode()
     ).decode()
     assert refused(
         lambda: verifier().verify(f"{header}.{forged_payload}.{signature}", "send", "x")
@@ -121,7 +131,7 @@ def test_issuer_and_audience_are_checked_when_configured() -> None:
     strict = verifier(secret=SECRET, issuer="https://auth.tv.example", audience="emostream")
     good = jwt.encode(
         {
-            "exp": NOW + 60,
+            "exp": in_a_minute(),
             "iss": "https://auth.tv.example",
             "aud": "emostream",
             "emostream": {"view": ["s"]},
@@ -131,7 +141,7 @@ def test_issuer_and_audience_are_checked_when_configured() -> None:
     )
     strict.verify(good, "view", "s")
     wrong = jwt.encode(
-        {"exp": NOW + 60, "iss": "https://evil.example", "aud": "emostream"},
+        {"exp": in_a_minute(), "iss": "https://evil.example", "aud": "emostream"},
         SECRET,
         algorithm="HS256",
     )
@@ -153,13 +163,15 @@ def test_public_key_tokens(algorithm: str) -> None:
     )
     keyed = verifier(public_key=pem)
     token = jwt.encode(
-        {"sub": "u", "exp": NOW + 60, "emostream": {"send": ["s"]}}, private, algorithm=algorithm
+        {"sub": "u", "exp": in_a_minute(), "emostream": {"send": ["s"]}},
+        private,
+        algorithm=algorithm,
     )
     assert keyed.verify(token, "send", "s").subject == "u"
     # The public key used as an HMAC secret (algorithm confusion) must not pass.
     header = jwt.utils.base64url_encode(b'{"alg":"HS256","typ":"JWT"}')
     payload = jwt.utils.base64url_encode(
-        json.dumps({"sub": "u", "exp": int(NOW) + 60, "emostream": {"send": ["s"]}}).encode()
+        json.dumps({"sub": "u", "exp": in_a_minute(), "emostream": {"send": ["s"]}}).encode()
     )
     mac = hmac.new(pem.encode(), header + b"." + payload, hashlib.sha256).digest()
     confused = b".".join([header, payload, jwt.utils.base64url_encode(mac)]).decode()
@@ -195,14 +207,14 @@ def test_jwks_tokens(jwks_server: tuple[str, Any]) -> None:
     """Keys fetched from a JWKS URL check tokens by their kid."""
     url, private = jwks_server
     token = jwt.encode(
-        {"sub": "u", "exp": NOW + 60, "emostream": {"view": ["*"]}},
+        {"sub": "u", "exp": in_a_minute(), "emostream": {"view": ["*"]}},
         private,
         algorithm="RS256",
         headers={"kid": "k1"},
     )
     assert verifier(jwks_url=url).verify(token, "view", "s").subject == "u"
     unknown = jwt.encode(
-        {"exp": NOW + 60}, private, algorithm="RS256", headers={"kid": "not-there"}
+        {"exp": in_a_minute()}, private, algorithm="RS256", headers={"kid": "not-there"}
     )
     assert refused(lambda: verifier(jwks_url=url).verify(unknown, "view", "s")) == (
         "signature",
