@@ -19,6 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 def _limiter(url: str, prefix: str, **settings: float) -> tuple[RateLimiter, IngestMetrics]:
+    # A generous time limit: on a busy machine the default 50 ms would let a slow answer
+    # through unchecked, which is not what these tests are about.
+    settings.setdefault("rate_limit_timeout_s", 1.0)
     s = IngestSettings(redis_url=url, rate_limit_key_prefix=prefix, max_batch=1, **settings)
     metrics = IngestMetrics()
     return RateLimiter(s, metrics), metrics
