@@ -185,6 +185,18 @@ def test_replay_evictions_alert_names_the_bounds_to_raise() -> None:
         assert setting in notes["description"]
 
 
+def test_stream_limit_alert_names_the_caps_to_raise() -> None:
+    """New streams refused at the open registry's caps for 10 minutes warns, naming the caps."""
+    (rule,) = chartlib.of_kind(chartlib.rendered(None), "PrometheusRule")
+    by_name = {a["alert"]: a for g in rule["spec"]["groups"] for a in g["rules"]}
+    alert = by_name["EmostreamStreamLimitReached"]
+    assert series_read(alert["expr"]) == {"emostream_ingest_events_rejected_total"}
+    assert 'reason=~"live_stream_cap|new_stream_rate"' in alert["expr"]
+    assert (alert["for"], alert["labels"]) == ("10m", {"severity": "warning"})
+    for setting in ("registry_max_live_streams", "registry_new_streams_per_min"):
+        assert setting in alert["annotations"]["summary"]
+
+
 def test_adapter_rules_read_exported_series(exported: set[str]) -> None:
     """Each prometheus-adapter rule reads a series Emostream exports."""
     values = yaml.safe_load((chartlib.ADDONS / "prometheus-adapter-values.yaml").read_text())
