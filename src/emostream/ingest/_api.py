@@ -2,8 +2,8 @@
 
 A POST goes through these steps, cheapest first: the sender token if there is one (a signature
 check, cached per token), validation (in process), the token's scope, the stream registry (in
-memory; a round trip only for a stream it does not know, in open mode), the rate limit (one
-Redis round trip), then the Kafka producer's queue. A request's events are validated and
+memory; in open mode a round trip to admit a stream it does not know, after the rate limit) and
+the rate limit (one Redis round trip), then the Kafka producer's queue. A request's events are validated and
 charged in full before any is enqueued, so a 4xx never leaves part of a request in Kafka, and a
 2xx is sent only after the producer took every event.
 """
@@ -190,11 +190,21 @@ class IngestApi:
             raise self._token_refused(scope_error("send", stream_id), events)
 
     def _take(self, parsed: Parsed, claims: Claims | None, api: str) -> None:
-        """The steps after validation and scope: registry, rate limit, Kafka."""
+        """The steps after validation and scope: registry and rate limit, then Kafka.
+
+        Closed registry: a stream that is not live is refused from memory before anything is
+        charged. Open: the rate limit comes first, so only a sender within its rate can make a
+        new stream and take one of the capped live slots.
+        """
         address = request.remote_addr or "unknown"
         client = claims.subject if claims is not None and claims.subject else address
-        self._admit(parsed, client)
-        self._rate_limit(parsed, None if claims is not None else address)
+        limited_address = None if claims is not None else address
+        if self._settings.registry_mode == "closed":
+            self._admit(parsed, client)
+            self._rate_limit(parsed, limited_address)
+        else:
+            self._rate_limit(parsed, limited_address)
+            self._admit(parsed, client)
         self._enqueue(parsed, api)
 
     def _token_refused(self, error: TokenError, events: int = 1) -> HttpProblemError:
