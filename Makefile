@@ -12,11 +12,12 @@ STAMP  := $(VENV)/.installed
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-system-deps: ## install Java 17, Maven, Redis, wrk, shellcheck and headless Chromium from Debian packages if missing
+system-deps: ## install Java 17, Maven, Redis, nginx, wrk, shellcheck and headless Chromium from Debian packages if missing
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
@@ -36,7 +37,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with the project and its tools
 
-up: system-deps venv ## start Kafka, Redis, Spark, ingest and fanout in the background
+up: system-deps venv ## start Kafka, Redis, Spark, ingest (behind nginx) and fanout in the background
 	$(BIN)/emostream stack up
 
 down: venv ## stop everything `make up` started

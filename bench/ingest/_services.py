@@ -2,7 +2,8 @@
 
 A broker or Redis named by ``EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS`` / ``EMOSTREAM_REDIS_URL`` is
 used as it is; otherwise one is started on free loopback ports for the run (the broker from the
-local stack's Maven jars) and stopped at the end.
+local stack's Maven jars) and stopped at the end. A server may run behind nginx, configured as
+the local stack configures it.
 """
 
 import os
@@ -12,7 +13,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from tests.support.servers import running
 from tests.support.waiting import wait_until
 
 from emostream.localstack.kafka import ensure_topics
+from emostream.localstack.settings import StackSettings
+from emostream.localstack.stack import LocalStack
 
 
 def new_topic(bootstrap: str, partitions: int = 6) -> str:
@@ -45,22 +48,32 @@ def messages_in(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
+#: The proxies a server can be measured behind.
+FRONTS = ("nginx",)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
-    """The gunicorn settings a run compares: worker class, processes and threads."""
+    """The gunicorn settings a run compares: worker class, processes and threads, and the proxy
+    in front (``nginx``, as the local stack runs ingest) or none."""
 
     worker_class: str
     workers: int
     threads: int
+    front: str = ""
 
     def __str__(self) -> str:
-        return f"{self.worker_class} workers={self.workers} threads={self.threads}"
+        front = f"{self.front} + " if self.front else ""
+        return f"{front}{self.worker_class} workers={self.workers} threads={self.threads}"
 
     @classmethod
     def parse(cls, text: str) -> "ServerConfig":
-        """``CLASS:WORKERS:THREADS``, e.g. ``gthread:3:4``."""
-        kind, workers, threads = text.split(":")
-        return cls(kind, int(workers), int(threads))
+        """``[FRONT+]CLASS:WORKERS:THREADS``, e.g. ``gthread:3:4`` or ``nginx+gthread:2:8``."""
+        front, _, rest = text.rpartition("+")
+        if front and front not in FRONTS:
+            raise SystemExit(f"unknown front {front!r} in {text!r}; one of {FRONTS}")
+        kind, workers, threads = rest.split(":")
+        return cls(kind, int(workers), int(threads), front)
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -86,15 +99,21 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass(frozen=True)
 class Server:
-    """A running gunicorn."""
+    """A running gunicorn, maybe behind nginx: the URL clients use, and the processes serving
+    it (gunicorn's master, and nginx's)."""
 
     url: str
-    pid: int
+    pids: tuple[int, ...]
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by every process serving (workers included)."""
+        return sum(cpu_seconds(pid) for pid in self.pids)
 
 
 @contextmanager
 def gunicorn(app: str, config: ServerConfig, env: Mapping[str, str], log: Path) -> Iterator[Server]:
-    """Serve ``app`` with ingest's gunicorn configuration and ``config``.
+    """Serve ``app`` with ingest's gunicorn configuration and ``config``, behind nginx as the
+    local stack runs it if ``config`` says so.
 
     Stopped with SIGTERM at the end, which makes ingest's workers flush their producers.
     """
@@ -109,15 +128,33 @@ def gunicorn(app: str, config: ServerConfig, env: Mapping[str, str], log: Path) 
         "EMOSTREAM_THREADS": str(config.threads),
         "EMOSTREAM_LOG_LEVEL": "WARNING",
     }
+    local = None
+    if config.front == "nginx":
+        settings = StackSettings(
+            stack_dir=log.parent / "stack", ingest_port=free_port(), ingest_upstream_port=port
+        )
+        local = LocalStack(settings)
+        # What the stack gives ingest behind nginx (the client address from X-Forwarded-For).
+        full_env.update(next(p.env for p in local.parts if p.name == "ingest"))
     url = f"http://127.0.0.1:{port}"
-    with running(cmd, full_env, log, stop_s=60, append=True) as proc:
+    with ExitStack() as stack:
+        proc = stack.enter_context(running(cmd, full_env, log, stop_s=60, append=True))
         wait_until(f"gunicorn serving {app}", lambda: _answers(url, proc), 60)
-        yield Server(url, proc.pid)
+        pids = (proc.pid,)
+        if local is not None:
+            proxy = local.ingest_proxy()
+            front = stack.enter_context(
+                running(proxy.command_after_prepare(), full_env, log, stop_s=10, append=True)
+            )
+            url = proxy.url
+            wait_until("nginx in front of gunicorn", lambda: _answers(url, front), 30)
+            pids = (proc.pid, front.pid)
+        yield Server(url, pids)
 
 
 def _answers(url: str, proc: "subprocess.Popen[bytes]") -> bool:
     if proc.poll() is not None:
-        raise SystemExit(f"gunicorn exited with {proc.returncode} before answering")
+        raise SystemExit(f"{proc.args!r} exited with {proc.returncode} before answering")
     try:
         urllib.request.urlopen(url + "/healthz", timeout=2).close()  # noqa: S310 - loopback
     except urllib.error.HTTPError:

@@ -10,7 +10,8 @@ It prints requests/s, events/s, p50/p99 latency, the ratios b/a and c/a (of requ
 (b) and (c) how many events the broker holds (``acks=all``) against how many were answered 2xx.
 Each phase starts a fresh server and a fresh topic, warms up, then measures; ``--repeat`` runs
 each phase several times and reports the median, since a shared machine is noisy.
-``--compare`` runs the phases for several gunicorn configurations to choose one.
+``--compare`` runs the phases for several gunicorn configurations (or ingest behind nginx, as the
+local stack runs it: ``nginx+gthread:2:8``) in turn, run by run, to choose one.
 """
 
 import argparse
@@ -28,7 +29,6 @@ from bench._brokers import kafka, redis
 from bench.ingest._services import (
     ServerConfig,
     accepted_events,
-    cpu_seconds,
     gunicorn,
     messages_in,
     new_topic,
@@ -129,8 +129,9 @@ def _parse(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--compare",
         default=f"gthread:{s.workers}:{s.threads}",
-        help="comma-separated gunicorn configurations CLASS:WORKERS:THREADS "
-        "(default: ingest's own settings)",
+        help="comma-separated gunicorn configurations [nginx+]CLASS:WORKERS:THREADS, measured "
+        "in turn (default: ingest's own settings; nginx+ puts nginx in front as the local stack "
+        "does)",
     )
     args = parser.parse_args(argv)
     return Options(
@@ -167,10 +168,10 @@ def _measure(
         script = phase.script(phase.path)
         common = {"connections": o.connections, "threads": o.wrk_threads}
         run_wrk(url, script, work, duration_s=o.warmup_s, **common)
-        cpu_before = cpu_seconds(server.pid)
+        cpu_before = server.cpu_seconds()
         with QueueSampler(server.url) as queue:
             load = run_wrk(url, script, work, duration_s=o.duration_s, **common)
-        cpu = cpu_seconds(server.pid) - cpu_before
+        cpu = server.cpu_seconds() - cpu_before
         # wrk does not count the requests still open when it stops; the server's own counter
         # of accepted events (every worker's, in multiprocess mode) does, once they are done.
         time.sleep(1.0)
@@ -230,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{o.duration_s:g} s per phase after {o.warmup_s:g} s warm-up, "
                 f"{o.repeat} run(s) each, {os.cpu_count()} cores"
             )
+            if len(o.configs) > 1:
+                _compare(o, env=env, bootstrap=bootstrap, work=work)
+                return 0
             for config in o.configs:
                 _say(f"\n== gunicorn {config}")
                 medians: dict[str, Measured] = {}
@@ -246,6 +250,44 @@ def main(argv: list[str] | None = None) -> int:
                     _say(("median " if o.repeat > 1 else "") + medians[key].line())
                 _ratios(medians)
     return 0
+
+
+def _compare(o: Options, *, env: dict[str, str], bootstrap: str, work: Path) -> None:
+    """Each phase on every configuration in turn (A B C A B C ...), so that a shared machine's
+    drift falls on all of them alike; then each configuration's spread, and its figures over
+    the first configuration's, run by run."""
+    for key in o.phases:
+        phase = PHASES[key]
+        _say(f"\n== {phase.name}: {', '.join(map(str, o.configs))} in turn")
+        runs: dict[ServerConfig, list[Measured]] = {c: [] for c in o.configs}
+        for _ in range(o.repeat):
+            for config in o.configs:
+                runs[config].append(
+                    _measure(phase, config, env=env, bootstrap=bootstrap, work=work, o=o)
+                )
+                _say(f"  run   {config}: {runs[config][-1].line()}")
+        first = runs[o.configs[0]]
+        for config, measured in runs.items():
+            rps = [m.load.rps for m in measured]
+            cpu = [m.cpu_per_request_s * 1e6 for m in measured]
+            _say(f"{config}: req/s {_spread(rps, ',.0f')}; CPU us/req {_spread(cpu, ',.0f')}")
+            if measured is not first:
+                rps_ratio = [m.load.rps / f.load.rps for m, f in zip(measured, first, strict=True)]
+                cpu_ratio = [
+                    m.cpu_per_request_s / f.cpu_per_request_s
+                    for m, f in zip(measured, first, strict=True)
+                ]
+                _say(
+                    f"  over {o.configs[0]}, run by run: req/s x {_spread(rps_ratio, '.2f')}; "
+                    f"CPU/req x {_spread(cpu_ratio, '.2f')}"
+                )
+
+
+def _spread(values: list[float], spec: str) -> str:
+    """min / median / max of ``values``."""
+    ordered = sorted(values)
+    low, mid, high = ordered[0], ordered[len(ordered) // 2], ordered[-1]
+    return f"min {low:{spec}} median {mid:{spec}} max {high:{spec}}"
 
 
 def _ratios(medians: dict[str, Measured]) -> None:

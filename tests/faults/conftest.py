@@ -68,13 +68,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, say: Say) -> Iterator[FaultS
     root = tmp_path_factory.mktemp("fault-stack")
     JAR_CACHE.mkdir(parents=True, exist_ok=True)
     (root / "jars").symlink_to(JAR_CACHE, target_is_directory=True)
-    kafka, controller, redis, ingest, fanout, metrics = fixed_ports(6)
+    kafka, controller, redis, ingest, upstream, fanout, metrics = fixed_ports(7)
     settings = StackSettings(
         stack_dir=root,
         kafka_port=kafka,
         kafka_controller_port=controller,
         redis_port=redis,
         ingest_port=ingest,
+        ingest_upstream_port=upstream,
         fanout_port=fanout,
         aggregate_metrics_port=metrics,
         ready_timeout_s=300,

@@ -15,6 +15,7 @@ from types import ModuleType
 import pytest
 
 from emostream.ingest.settings import IngestSettings
+from emostream.localstack.nginx import UPSTREAM_IDLE_S
 from tests.support.services import ROOT
 
 MODULE = "emostream.ingest.gunicorn_conf"
@@ -35,6 +36,11 @@ def test_threads_workers_sized_from_settings(conf: ModuleType) -> None:
     assert conf.worker_class == "gthread"
     assert (conf.workers, conf.threads) == (s.workers, s.threads)
     assert not hasattr(conf, "bind")
+
+
+def test_nginx_drops_idle_upstream_connections_before_gunicorn_does(conf: ModuleType) -> None:
+    """nginx in front never sends a request on a kept-alive connection gunicorn is closing."""
+    assert conf.keepalive > UPSTREAM_IDLE_S
 
 
 def test_grace_period_outlasts_the_producer_flush(conf: ModuleType) -> None:

@@ -10,6 +10,7 @@ written once:
 - :mod:`tests.support.servers`: the project's servers under gunicorn, started and stopped.
 - :mod:`tests.support.feeds`: a stream's swarms read in the background through the SDK.
 - :mod:`tests.support.swarms`: swarm messages shaped like the aggregation's.
+- :mod:`tests.support.slowclients`: slow clients held against a server, ordinary requests timed.
 
 bench/ imports it as ``tests.support`` (``python -m bench.<name>`` from the repository root);
 pytest finds it through ``pythonpath`` in pyproject.toml.

@@ -2,7 +2,8 @@
 
 Two ways, both with the server's output in a log file. :func:`start_role` runs a role's app
 under a :class:`ProcessDir` (in its own session, stopped with its workers by name), for servers
-a module or a session shares. :func:`running` runs any command as a plain child process for the
+a module or a session shares; :func:`start_fronted_ingest` runs ingest the way the local stack
+does, gunicorn behind nginx. :func:`running` runs any command as a plain child process for the
 length of a ``with`` block, for a test that signals the server itself or a benchmark that
 compares several configurations one after the other.
 """
@@ -11,10 +12,12 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from emostream.localstack import checks
 from emostream.localstack.process import ProcessDir
-from emostream.localstack.stack import gunicorn_command
+from emostream.localstack.settings import StackSettings
+from emostream.localstack.stack import LocalStack, gunicorn_command
 from tests.support.ports import free_port
 from tests.support.services import ROOT
 from tests.support.waiting import wait_until
@@ -36,6 +39,37 @@ def start_role(
     processes.start(name, gunicorn_command(role, port, worker_class), env, ROOT)
     url = f"http://127.0.0.1:{port}"
     wait_until(f"{role} server {name}", lambda: checks.http_ok(f"{url}/readyz"), timeout_s)
+    return url
+
+
+def start_fronted_ingest(
+    processes: ProcessDir,
+    name: str,
+    env: Mapping[str, str],
+    *,
+    timeout_s: float = 60,
+    **stack_settings: Any,
+) -> str:
+    """Serve ingest as the local stack does, with its own parts "ingest" (gunicorn) and "nginx"
+    in front, on free loopback ports as processes ``<name>-ingest`` and ``<name>-nginx``.
+
+    Returns nginx's base URL once ``/readyz`` answers 200 through it. ``stack_settings`` are
+    :class:`StackSettings` fields (the proxy's timeouts, say); nginx's files live next to
+    ``processes``' directories.
+    """
+    settings = StackSettings(
+        stack_dir=processes.run_dir.parent / name,
+        ingest_port=free_port(),
+        ingest_upstream_port=free_port(),
+        **stack_settings,
+    )
+    stack = LocalStack(settings)
+    url = ""
+    for part in stack.parts:
+        if part.name in ("ingest", "nginx"):
+            processes.start(f"{name}-{part.name}", part.command(), {**env, **part.env}, ROOT)
+            wait_until(f"{part.name} of {name}", part.ready, timeout_s)
+            url = part.url
     return url
 
 

@@ -13,6 +13,13 @@ requests wait on their Redis round trip, and gthread keeps HTTP keep-alive, whic
 workers lack (every request would pay a TCP handshake: under half the requests/s). gevent
 measured no faster for the bare app and would need care around librdkafka's blocking poll.
 
+Slow clients: a gthread thread reads its request's headers and body with no overall deadline
+(gunicorn bounds only the wait for the first byte), so sixteen clients that stall mid-request
+hold every thread and ingest answers no one. Ingest is therefore served behind a proxy that
+reads each request whole first: nginx in the local stack (:mod:`emostream.localstack.nginx`),
+the Ingress controller in a cluster. ``docs/ingest.md`` ("Slow clients") has the measurements,
+against gevent and against a deadline per request in a gthread worker.
+
 The settings both services share (worker count, timeouts, JSON logs, the metrics directory of
 prometheus_client's multiprocess mode and its hooks) come from
 :func:`emostream.common.gunicorn.server_config`, called here before anything imports

@@ -3,7 +3,7 @@
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from emostream.common.errors import StackError
 from emostream.localstack import checks
 from emostream.localstack.jars import kafka_broker_jars, spark_kafka_jars
 from emostream.localstack.kafka import KafkaBroker, ensure_topics, kafka_ready
+from emostream.localstack.nginx import IngestProxy
 from emostream.localstack.process import ProcessDir
 from emostream.localstack.settings import StackSettings
 
@@ -29,6 +30,8 @@ class Part:
     ready: Callable[[], bool]
     after_ready: Callable[[], None] = field(default=lambda: None)
     url: str = ""
+    #: Variables this part gets on top of the stack's environment.
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 class LocalStack:
@@ -49,6 +52,7 @@ class LocalStack:
             heap=s.kafka_heap,
         )
         ingest = f"http://127.0.0.1:{s.ingest_port}"
+        upstream = f"http://127.0.0.1:{s.ingest_upstream_port}"
         fanout = f"http://127.0.0.1:{s.fanout_port}"
         metrics = f"http://127.0.0.1:{s.aggregate_metrics_port}/metrics"
         self.parts = [
@@ -74,10 +78,21 @@ class LocalStack:
                 lambda: checks.http_ok(metrics, "emostream_aggregate_query_active 1.0"),
                 url=metrics,
             ),
+            # Clients reach ingest through nginx, which reads each request whole before
+            # gunicorn's threads see it (emostream.localstack.nginx says why).
             Part(
                 "ingest",
+                s.ingest_upstream_port,
+                lambda: gunicorn_command("ingest", s.ingest_upstream_port, "gthread"),
+                lambda: checks.http_ok(f"{upstream}/readyz"),
+                url=upstream,
+                # The client's address (per-address rate limit) is nginx's X-Forwarded-For.
+                env={"EMOSTREAM_FORWARDED_FOR_HOPS": "1"},
+            ),
+            Part(
+                "nginx",
                 s.ingest_port,
-                lambda: gunicorn_command("ingest", s.ingest_port, "gthread"),
+                lambda: self.ingest_proxy().command_after_prepare(),
                 lambda: checks.http_ok(f"{ingest}/readyz"),
                 url=ingest,
             ),
@@ -107,6 +122,22 @@ class LocalStack:
             server, "--port", str(self.settings.redis_port), "--bind", "127.0.0.1",
             "--dir", str(data), "--save", "", "--appendonly", "no", "--daemonize", "no",
         ]  # fmt: skip
+
+    def ingest_proxy(self) -> IngestProxy:
+        """nginx in front of ingest, configured from the stack's and ingest's settings."""
+        from emostream.ingest.settings import IngestSettings  # noqa: PLC0415 - only `up` needs it
+
+        s = self.settings
+        return IngestProxy(
+            root=self.root / "nginx",
+            port=s.ingest_port,
+            upstream_port=s.ingest_upstream_port,
+            header_timeout_s=s.ingest_proxy_header_timeout_s,
+            body_timeout_s=s.ingest_proxy_body_timeout_s,
+            max_connections=s.ingest_proxy_max_connections,
+            # Ingest's own limit, read from the same environment its gunicorn gets.
+            max_body_bytes=IngestSettings().max_body_bytes,
+        )
 
     def _spark_jars(self) -> list[Path]:
         return spark_kafka_jars(self.root / "jars", pyspark.__version__)
@@ -157,7 +188,7 @@ class LocalStack:
             if self.procs.running_pid(part.name) is None:
                 cmd = part.command()
                 env = env or self.child_env()
-                self.procs.start(part.name, cmd, env, Path.cwd())
+                self.procs.start(part.name, cmd, {**env, **part.env}, Path.cwd())
             self._wait(part, say)
             part.after_ready()
 
