@@ -95,6 +95,21 @@ def from_http_exception(error: HTTPException) -> HttpProblemError:
     return HttpProblemError(status, detail, headers=headers)
 
 
+def stream_not_live(
+    stream_id: str, detail: str = "", *, reason: str | None = None, events: int = 1
+) -> HttpProblemError:
+    """The 404 of a stream the registry does not hold live (``detail`` adds a hint)."""
+    return HttpProblemError(
+        404,
+        f"stream {stream_id!r} is not live{detail}",
+        type_=STREAM_NOT_LIVE,
+        title="Stream not live",
+        extensions={"stream_id": stream_id},
+        reason=reason,
+        events=events,
+    )
+
+
 def token_problem(
     error: TokenError, title: str, *, reason: str | None = None, events: int = 1
 ) -> HttpProblemError:

@@ -36,6 +36,16 @@ Action = Literal["send", "view"]
 #: The private claim holding the streams a token covers (like Mercure's ``mercure`` claim).
 CLAIM = "emostream"
 ANY_STREAM = "*"
+#: Why a token is refused: the ``reason`` of a refusal, and a metric label.
+REASONS = (
+    "missing",
+    "malformed",
+    "signature",
+    "expired",
+    "too_long",
+    "scope",
+    "keys_unavailable",
+)
 #: Verified tokens kept per process, so a client that sends many requests with one token pays
 #: for one signature check; a full cache is emptied and refilled.
 _CACHE_SIZE = 10_000

@@ -19,9 +19,9 @@ from emostream.common.problems import (
     INVALID_PARAMETER,
     NOT_READY,
     OVER_CAPACITY,
-    STREAM_NOT_LIVE,
     HttpProblemError,
     from_http_exception,
+    stream_not_live,
     token_problem,
 )
 from emostream.common.tokens import (
@@ -143,13 +143,7 @@ class FanoutApi:
         self._check_token(stream_id)
         runtime = self._runtime
         if self._settings.registry_mode == "closed" and not runtime.registry.is_live(stream_id):
-            raise HttpProblemError(
-                404,
-                f"stream {stream_id!r} is not live",
-                type_=STREAM_NOT_LIVE,
-                title="Stream not live",
-                extensions={"stream_id": stream_id},
-            )
+            raise stream_not_live(stream_id)
         try:
             return runtime.open(stream_id, transport, last_event_id)
         except CapacityError as exc:

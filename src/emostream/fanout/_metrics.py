@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge, Histogram
 
 from emostream.common.metrics import ServerMetrics
+from emostream.common.tokens import REASONS as TOKEN_REASONS
 from emostream.fanout._hub import EVICTION_REASONS, TRANSPORTS, Hub
 from emostream.fanout._presence import PresenceStats
 from emostream.fanout._upstream import UpstreamStats
@@ -92,18 +93,6 @@ class StateSources:
     presence: Callable[[], PresenceStats | None]
     ready: Callable[[], bool]
     draining: Callable[[], bool]
-
-
-#: Why a viewer token was refused (see emostream.common.tokens).
-TOKEN_REASONS = (
-    "missing",
-    "malformed",
-    "signature",
-    "expired",
-    "too_long",
-    "scope",
-    "keys_unavailable",
-)
 
 
 class _CounterMirror:

@@ -29,9 +29,9 @@ from emostream.common.problems import (
     KAFKA_UNAVAILABLE,
     RATE_LIMITED,
     STREAM_LIMIT,
-    STREAM_NOT_LIVE,
     HttpProblemError,
     from_http_exception,
+    stream_not_live,
     token_problem,
 )
 from emostream.common.registry import Admission
@@ -131,12 +131,7 @@ class IngestApi:
         not live."""
         stream_id = self._admin(stream_id)
         if not self._registry_call(lambda: self._registry.close(stream_id)):
-            raise HttpProblemError(
-                404,
-                f"stream {stream_id!r} is not live",
-                type_=STREAM_NOT_LIVE,
-                title="Stream not live",
-            )
+            raise stream_not_live(stream_id)
         return Response(status=204)
 
     def healthz(self) -> Response:
@@ -218,12 +213,9 @@ class IngestApi:
             return
         stream_id = parsed.stream_id
         if verdict.admission is Admission.NOT_LIVE:
-            raise HttpProblemError(
-                404,
-                f"stream {stream_id!r} is not live; streams are opened through the admin API",
-                type_=STREAM_NOT_LIVE,
-                title="Stream not live",
-                extensions={"stream_id": stream_id},
+            raise stream_not_live(
+                stream_id,
+                "; streams are opened through the admin API",
                 reason="stream_not_live",
                 events=len(parsed.messages),
             )

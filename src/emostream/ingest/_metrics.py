@@ -9,6 +9,7 @@ to that.
 from prometheus_client import Counter, Gauge, Histogram
 
 from emostream.common.metrics import ServerMetrics
+from emostream.common.tokens import REASONS as TOKEN_REASONS
 
 #: Values of the ``reason`` label of rejected events, declared up front so rates start at zero.
 REJECT_REASONS = (
@@ -28,16 +29,7 @@ REJECT_REASONS = (
     "live_stream_cap",
     "new_stream_rate",
 )
-#: Why a sender token was refused (see emostream.common.tokens).
-TOKEN_REASONS = (
-    "missing",
-    "malformed",
-    "signature",
-    "expired",
-    "too_long",
-    "scope",
-    "keys_unavailable",
-)
+
 APIS = ("send_emoji", "v1")
 CLAMP_DIRECTIONS = ("future", "past")
 #: Why a request went through without a rate-limit check.

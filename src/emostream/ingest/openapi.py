@@ -21,6 +21,7 @@ from emostream.common.problems import (
     STREAM_LIMIT,
     STREAM_NOT_LIVE,
 )
+from emostream.common.tokens import REASONS as TOKEN_REASONS
 from emostream.ingest._validation import (
     EPOCH_SECONDS_BELOW,
     MAX_JSON_INT,
@@ -475,17 +476,7 @@ def _stream_problems() -> dict[str, Any]:
                     "required": ["reason"],
                     "properties": {
                         "type": {"const": INVALID_TOKEN},
-                        "reason": {
-                            "enum": [
-                                "missing",
-                                "malformed",
-                                "signature",
-                                "expired",
-                                "too_long",
-                                "scope",
-                                "keys_unavailable",
-                            ]
-                        },
+                        "reason": {"enum": list(TOKEN_REASONS)},
                     },
                 },
             ]
