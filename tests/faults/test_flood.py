@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import orjson
@@ -128,8 +128,31 @@ class Post:
     status: int  # HTTP status; 0 for a network error
 
 
+@dataclass(kw_only=True)
+class _Background:
+    """Runs ``_run`` in a daemon thread between :meth:`start` and :meth:`stop`."""
+
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        """Start in the background."""
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop, and wait for the thread (a request in flight gets its answer)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
 @dataclass
-class RealSender:
+class RealSender(_Background):
     """One thread posting batches to one stream at a steady pace, to whichever ingest ``url``
     names at the moment, remembering exactly what got a 2xx.
 
@@ -146,21 +169,7 @@ class RealSender:
     accepted: Counter[tuple[str, str]] = field(default_factory=Counter)
     uncertain: int = 0
     unexpected: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> "RealSender":
-        """Start sending in the background."""
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop sending (a request in flight gets its answer)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=120)
 
     def between(self, start: float, end: float) -> list[Post]:
         """Requests sent in ``[start, end)``."""
@@ -483,7 +492,7 @@ def _signed_mib(n: float) -> str:
 
 
 @dataclass
-class GaugeSampler:
+class GaugeSampler(_Background):
     """Reads two of the product's gauges once a second, to tell where a slow swarm waited: the
     aggregation's last micro-batch duration, and the delivery latency of the ingest the real
     stream posts to (the sum of librdkafka's p99 of each stage: queue, outbuf, rtt)."""
@@ -492,20 +501,6 @@ class GaugeSampler:
     ingest_url: Callable[[], str]
     #: (time, micro-batch seconds, delivery p99 seconds); nan where a scrape failed.
     samples: list[tuple[float, float, float]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> "GaugeSampler":
-        """Sample in the background."""
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop sampling."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
 
     def between(self, start: float, end: float) -> tuple[list[float], list[float]]:
         """Micro-batch durations and delivery p99s sampled in ``[start, end)``."""
