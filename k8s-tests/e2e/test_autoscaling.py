@@ -104,13 +104,20 @@ class Load:
 
 def _replicas(cluster: Cluster, tier: str) -> tuple[int, int, str]:
     """A tier's (ready pods, pods its HPA wants, the HPA's current metric values)."""
+    ready, hpa = _ready_and_hpa(cluster, tier)
+    return ready, hpa.get("desiredReplicas", 0), _metric_values(hpa)
+
+
+def _ready_and_hpa(cluster: Cluster, tier: str) -> tuple[int, dict[str, Any]]:
+    """A tier's ready pods and its HPA's status."""
     deployment = cluster.get("deployment", f"{FULLNAME}-{tier}")
-    hpa = cluster.get("hpa", f"{FULLNAME}-{tier}")["status"]
-    return (
-        deployment["status"].get("readyReplicas", 0),
-        hpa.get("desiredReplicas", 0),
-        ", ".join(_metric_value(m) for m in hpa.get("currentMetrics") or []) or "?",
-    )
+    hpa: dict[str, Any] = cluster.get("hpa", f"{FULLNAME}-{tier}")["status"]
+    return deployment["status"].get("readyReplicas", 0), hpa
+
+
+def _metric_values(hpa: dict[str, Any]) -> str:
+    """An HPA status's current metric values, shown."""
+    return ", ".join(_metric_value(m) for m in hpa.get("currentMetrics") or []) or "?"
 
 
 def _metric_value(metric: dict[str, Any]) -> str:
@@ -343,11 +350,13 @@ def test_fanout_scales_on_delivery_lag_with_few_viewers(
 
     def scaled_on_lag() -> bool:
         nonlocal shown
-        ready, desired, now = _replicas(cluster, "fanout")
+        ready, hpa = _ready_and_hpa(cluster, "fanout")
+        now = _metric_values(hpa)
         if now != shown:
-            progress.say(f"  fanout: {ready} ready, HPA wants {desired} ({now})")
+            progress.say(
+                f"  fanout: {ready} ready, HPA wants {hpa.get('desiredReplicas', 0)} ({now})"
+            )
             shown = now
-        hpa = cluster.get("hpa", f"{FULLNAME}-fanout")["status"]
         values = [_current(m) for m in hpa.get("currentMetrics") or [] if m.get("external")]
         asks_more = hpa.get("currentReplicas") == 1 and hpa.get("desiredReplicas", 0) >= 2
         if not decision and asks_more and len(values) == 2:

@@ -176,7 +176,6 @@ class Drain:
     """How a backlog drained while one number of executors ran, between two micro-batch ends."""
 
     batches: int
-    seconds: float
     rate: float
     #: Seconds per second of drain in each batch phase and state-store operation.
     phases: dict[str, float]
@@ -200,7 +199,6 @@ def _drain(samples: list[Sample], executors: int) -> Drain | None:
     seconds = last.at - first.at
     return Drain(
         batches=len(ends) - 1,
-        seconds=seconds,
         rate=(last.read - first.read) / seconds,
         phases={k: (v - first.phases.get(k, 0.0)) / seconds for k, v in last.phases.items()},
         cores={p: (v[0] - first.cpu.get(p, v)[0]) / seconds for p, v in last.cpu.items()},
