@@ -1,19 +1,23 @@
 """Floods of fresh stream ids: the registry holds, and a real stream is not disturbed.
 
 Two floods hit second ingest servers started next to the private stack (same Kafka, Redis,
-aggregation and fanout, a registry key prefix of their own):
+aggregation and fanout, a registry key prefix of their own), and a hot stream hits the stack's
+own ingest:
 
 - closed mode: one reaction to each of 100,000 random stream ids nobody opened. Every one is
   answered 404 from the registry's memory; Redis and fanout are left as they were.
 - open mode with caps lowered (2,000 live streams, 500 new streams per client per minute): fresh
   streams from several client addresses (``X-Forwarded-For`` behind one trusted hop). The caps
   hold, a refusal is a 429 with Retry-After, and nothing is a 5xx.
+- a hot stream: one stream a thousand times hotter than a handful of quiet ones (3,000
+  reactions/s against 3/s each), through nginx like every client of the stack.
 
-Meanwhile a real stream gets a steady load on the flooded server and a raw SSE viewer watches
-it. Its reaction-to-viewer latency during each flood is compared with a baseline taken before,
-and in the end every reaction that got a 2xx (the real stream's and the open flood's) is in the
-aggregation's final counts. The figures are written to the terminal as each test ends and as
-rows of the fault table.
+Meanwhile a real stream gets a steady load on the flooded server (the hot stream's, for the
+hot stream) and a raw SSE viewer watches it. Its reaction-to-viewer latency during each phase
+is compared with a baseline taken before, and in the end every reaction that got a 2xx (the
+real stream's, the open flood's, the hot and quiet streams') is in the aggregation's final
+counts. The figures are written to the terminal as each test ends and as rows of the fault
+table.
 """
 
 import bisect
@@ -44,7 +48,7 @@ from emostream.common.problems import PROBLEM_JSON, STREAM_LIMIT, STREAM_NOT_LIV
 from emostream.localstack.process import ProcessDir
 from tests.faults._report import Row
 from tests.faults._swarms import SwarmLog
-from tests.faults._traffic import EMOJIS, _never_sent
+from tests.faults._traffic import EMOJIS, Traffic, _never_sent
 from tests.faults._viewers import Viewer
 from tests.faults.conftest import FaultStack, Say, log_tail
 from tests.support.servers import start_role
@@ -77,6 +81,24 @@ REAL_BATCH = 10
 REAL_USERS = 50
 #: Length of the latency baseline taken before the floods.
 BASELINE_S = 30.0
+
+#: The hot stream's peers: a handful of quiet streams, each a request of a few reactions a
+#: second, so "the rest" of the streams exists beside the real one.
+QUIET_STREAMS = 5
+QUIET_RATE = 3.0
+QUIET_BATCH = 3
+#: The hot stream: a thousand times a quiet stream's rate (3,000 reactions/s), in full-sized
+#: batches, for long enough to hold a few dozen latency samples of the real stream.
+HOT_FACTOR = 1000
+HOT_RATE = HOT_FACTOR * QUIET_RATE
+HOT_BATCH = 200
+HOT_S = 40.0
+#: Its users go round a pool at the real stream's 3 reactions/s each, a thousand times as many,
+#: so the per-user rate limit never refuses it and its rate-limit keys stay a bounded set.
+HOT_USERS = 1000
+#: Least share of :data:`HOT_RATE` the hot stream must reach, or it was not a thousand times
+#: hotter and its phase measured nothing.
+HOT_RATE_SHARE = 0.9
 
 #: Redis before and after the closed flood, allowed slack. The flood's 100,000 streams, had each
 #: left one key behind, would add 100,000 keys; 1 MiB is about 10 bytes per flooded stream,
@@ -439,6 +461,105 @@ def _sample(tally: FloodTally, text: str) -> None:
         tally.samples.append(text)
 
 
+# -- the hot stream's sender (runs in a process of its own) -----------------------------------
+
+
+@dataclass
+class HotPart:
+    """The hot stream's sender: ``rate`` reactions/s to ``stream`` in batches of ``batch``, from
+    ``threads`` threads on persistent connections, for ``seconds`` from ``start_at``."""
+
+    url: str
+    stream: str
+    rate: float
+    batch: int
+    threads: int
+    start_at: float
+    seconds: float
+
+
+def _hot(url: str, stream: str) -> FloodTally:
+    """Send the hot stream from a process of its own for :data:`HOT_S`; its answers, tallied."""
+    start_at = time.time() + 5  # the process starts, once it has imported this
+    part = HotPart(url, stream, HOT_RATE, HOT_BATCH, FLOOD_THREADS, start_at, HOT_S)
+    context = multiprocessing.get_context("spawn")  # the test process runs librdkafka threads
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_hot_process, part).result()
+
+
+def _hot_process(part: HotPart) -> FloodTally:
+    """The hot stream's process: niced like the floods' (its clients are on other machines)."""
+    os.nice(10)
+    tallies = [FloodTally() for _ in range(part.threads)]
+    threads = [
+        threading.Thread(target=_hot_thread, args=(part, n, t)) for n, t in enumerate(tallies)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total = FloodTally()
+    for tally in tallies:
+        total.add(tally)
+    return total
+
+
+def _hot_thread(part: HotPart, n: int, tally: FloodTally) -> None:
+    """One thread's share of the hot stream, paced; as :class:`RealSender`, an answer saying
+    nothing was taken (429, 503, a refused connection) is retried with the same batch, and a
+    network error after the request left is tallied as status 0 and not retried."""
+    address = urlsplit(part.url)
+    host, port = address.hostname or "127.0.0.1", address.port or 80
+    path = f"/v1/streams/{part.stream}/reactions"
+    headers = {"Content-Type": "application/json"}
+    users = HOT_USERS // part.threads  # at least a batch, so a batch has no user twice
+    pause = part.batch * part.threads / part.rate
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    next_at = part.start_at + n * pause / part.threads  # the threads take turns
+    end_at = part.start_at + part.seconds
+    time.sleep(max(0.0, next_at - time.time()))
+    tally.first = time.time()
+    sent = 0
+    body: list[dict[str, str]] = []
+    while time.time() < end_at:
+        if not body:
+            body = [
+                {
+                    "user_id": f"{part.stream}-t{n}-u{(sent + j) % users}",
+                    "emoji": EMOJIS[(sent + j) % len(EMOJIS)],
+                }
+                for j in range(part.batch)
+            ]
+        try:
+            conn.request("POST", path, orjson.dumps(body), headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except ConnectionRefusedError as exc:
+            _sample(tally, f"{type(exc).__name__}: {exc}")
+            tally.answers[0, "", ""] += 1
+            conn.close()
+            conn = http.client.HTTPConnection(host, port, timeout=30)
+        except (OSError, http.client.HTTPException) as exc:
+            _sample(tally, f"{type(exc).__name__}: {exc}")
+            tally.answers[0, "", ""] += 1
+            conn.close()
+            conn = http.client.HTTPConnection(host, port, timeout=30)
+            sent, body = sent + part.batch, []
+        else:
+            if 200 <= resp.status < 300:
+                tally.answers[resp.status, "", ""] += 1
+                tally.accepted.extend((part.stream, r["emoji"], None) for r in body)
+                sent, body = sent + part.batch, []
+            else:
+                _tally_problem(tally, resp, data)
+                if resp.status not in (429, 503):
+                    sent, body = sent + part.batch, []
+        next_at = max(next_at + pause, time.time() - pause)
+        time.sleep(max(0.0, next_at - time.time()))
+    conn.close()
+    tally.last = time.time()
+
+
 # -- measurements -----------------------------------------------------------------------------
 
 
@@ -621,6 +742,10 @@ class Harness:
     figures: dict[str, dict[str, str]] = field(default_factory=dict)
     closed_ids: list[str] = field(default_factory=list)
     open_accepted: Counter[tuple[str, str]] = field(default_factory=Counter)
+    hot_stream: str = ""
+    quiet_streams: list[str] = field(default_factory=list)
+    hot_accepted: Counter[tuple[str, str]] = field(default_factory=Counter)
+    quiet_accepted: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def measure(self, name: str, start: float, end: float) -> Phase:
         """Wait until the viewer has seen a swarm counting a request sent after ``end`` (so
@@ -958,19 +1083,98 @@ def test_open_registry_flood_within_caps(harness: Harness) -> None:
     _check_real_stream(h, real, baseline, during)
 
 
+def test_hot_stream(harness: Harness) -> None:
+    """One stream 1,000 times hotter than its quiet peers: the real stream within its bound."""
+    h, stack = harness, harness.stack
+    tag = uuid.uuid4().hex[:8]
+    h.hot_stream = f"flood-hot-{tag}"
+    h.quiet_streams = [f"flood-quiet-{tag}-{n}" for n in range(QUIET_STREAMS)]
+    # In a cluster every stream's requests share the same ingest pods, so the real stream moves
+    # to the ingest the hot one posts to: the stack's own, behind nginx, registry open.
+    switched = time.time()
+    h.sender.url = stack.ingest_url
+    wait_until(
+        lambda: f"a 2xx from the stack's ingest: {h.sender.between(switched, time.time())[-3:]}",
+        lambda: any(
+            p.url == stack.ingest_url and 200 <= p.status < 300
+            for p in h.sender.between(switched, time.time())
+        ),
+        CATCH_UP_S,
+        interval_s=POLL_S,
+    )
+    quiet = Traffic(
+        stack.ingest_url, h.quiet_streams, rate=QUIET_STREAMS * QUIET_RATE, batch=QUIET_BATCH
+    ).start()
+    try:
+        tally = _hot(stack.ingest_url, h.hot_stream)
+    finally:
+        quiet.stop()
+    h.hot_accepted = Counter((s, e) for s, e, _ in tally.accepted)
+    h.quiet_accepted = Counter(quiet.accepted)
+    duration = tally.last - tally.first
+    hot_rate = len(tally.accepted) / max(duration, 1e-9)
+    quiet_requests = len(quiet.outcomes)
+    quiet_refused = quiet_requests - sum(1 for o in quiet.outcomes if 200 <= o.status < 300)
+    during = h.measure("hot stream", tally.first, tally.last)
+    real = h.sender.between(tally.first, tally.last)
+    baseline = h.phases["baseline"]
+    bound = latency_bound_s(_pct(baseline.latencies, 0.99))
+    h.block(
+        f"hot stream, {HOT_FACTOR} x a quiet stream's rate, next to {QUIET_STREAMS} quiet ones",
+        {
+            "requests": f"{tally.total} of {HOT_BATCH} reactions in {duration:.1f} s, "
+            f"{len(tally.accepted)} reactions accepted = {hot_rate:.0f}/s "
+            f"(target {HOT_RATE:.0f}/s)",
+            "answers": tally.by_status(),
+            "contract broken": f"{tally.bad} {tally.samples[:3]}",
+            "quiet streams": f"{QUIET_STREAMS} x {QUIET_RATE:g}/s: "
+            f"{sum(h.quiet_accepted.values())} reactions accepted, {quiet_requests} requests, "
+            f"{quiet_refused} not 2xx, {quiet.uncertain} uncertain",
+            "real stream requests": f"{len(real)} during the hot stream, "
+            f"{len(_refusals(real))} not 2xx",
+            "real latency before": baseline.summary(),
+            "  parts before (p50/p99)": baseline.parts(),
+            "  gauges before": baseline.gauges(),
+            "real latency during": during.summary(),
+            "  parts during (p50/p99)": during.parts(),
+            "  gauges during": during.gauges(),
+            "latency bound (p99)": f"{bound:.2f} s",
+        },
+    )
+    assert {s for s, _, _ in tally.answers} <= {202, 429, 503}, (
+        f"hot stream: answers other than 202 and retried refusals: {tally.by_status()}; "
+        f"samples {tally.samples}"
+    )
+    assert tally.bad == 0, f"answers breaking the contract: {tally.samples}"
+    assert hot_rate >= HOT_RATE_SHARE * HOT_RATE, (
+        f"the hot stream reached {hot_rate:.0f} of {HOT_RATE:.0f} reactions/s: not the load "
+        "this phase is about"
+    )
+    assert quiet.unexpected == [], f"quiet streams: unexpected answers {quiet.unexpected[:5]}"
+    _check_real_stream(h, real, baseline, during)
+
+
 def test_every_accepted_reaction_counted(harness: Harness, fault_rows: list[Row]) -> None:
-    """The real stream's and the open flood's 2xx reactions are all in the final counts."""
+    """The 2xx reactions of the real stream, the open flood and the hot and quiet streams are
+    all in the final counts."""
     h, log = harness, harness.swarm_log
     h.sender.stop()
     real, flood = [h.stream], sorted({s for s, _ in h.open_accepted})
+    hot, quiet = [h.hot_stream] if h.hot_stream else [], h.quiet_streams
     accepted = Counter(h.sender.accepted)
     poll_until(
-        lambda: log.counted(real) == accepted and log.counted(flood) == h.open_accepted,
+        lambda: (
+            log.counted(real) == accepted
+            and log.counted(flood) == h.open_accepted
+            and log.counted(hot) == h.hot_accepted
+            and log.counted(quiet) == h.quiet_accepted
+        ),
         CATCH_UP_S,
         interval_s=1,
     )
     time.sleep(5)  # anything counted twice would still be arriving
     counted, flood_counted = log.counted(real), log.counted(flood)
+    hot_counted, quiet_counted = log.counted(hot), log.counted(quiet)
     unopened = sum(log.counted(h.closed_ids).values())
     last_id = max((s.swarm["id"] for s in log.of(real)), default=None)
     poll_until(lambda: h.viewer.ids[-1:] == [last_id], CATCH_UP_S, interval_s=POLL_S)
@@ -981,6 +1185,10 @@ def test_every_accepted_reaction_counted(harness: Harness, fault_rows: list[Row]
         "open flood": f"{sum(h.open_accepted.values())} reactions accepted, "
         f"{sum(flood_counted.values())} counted",
         "closed flood": f"{unopened} reactions of the {len(h.closed_ids)} unopened streams counted",
+        "hot stream": f"{sum(h.hot_accepted.values())} reactions accepted, "
+        f"{sum(hot_counted.values())} counted",
+        "quiet streams": f"{sum(h.quiet_accepted.values())} reactions accepted, "
+        f"{sum(quiet_counted.values())} counted",
         "viewer": f"{len(h.viewer.ids)} swarms, {len(h.viewer.connections)} connection(s)",
     }
     for phase in h.phases.values():
@@ -988,39 +1196,79 @@ def test_every_accepted_reaction_counted(harness: Harness, fault_rows: list[Row]
         lines[f"  parts, {phase.name} (p50/p99)"] = phase.parts()
         lines[f"  gauges, {phase.name}"] = phase.gauges()
     h.block("every accepted reaction counted", lines)
-    fault_rows.extend(_rows(h, sum(counted.values()), sum(flood_counted.values()), unopened))
+    totals = {
+        "real stream": sum(counted.values()),
+        "closed flood": unopened,
+        "open flood": sum(flood_counted.values()),
+        "hot stream": sum(hot_counted.values()),
+        "quiet streams": sum(quiet_counted.values()),
+    }
+    fault_rows.extend(_rows(h, totals))
     assert counted == accepted, f"real stream: counted {counted}, accepted {accepted}"
     assert flood_counted == h.open_accepted, (
         f"open flood: counted {sum(flood_counted.values())} of "
         f"{sum(h.open_accepted.values())} accepted"
     )
+    assert hot_counted == h.hot_accepted, (
+        f"hot stream: counted {dict(hot_counted)}, accepted {dict(h.hot_accepted)}"
+    )
+    assert quiet_counted == h.quiet_accepted, (
+        f"quiet streams: counted {dict(quiet_counted)}, accepted {dict(h.quiet_accepted)}"
+    )
     assert unopened == 0, f"{unopened} reactions of streams that were never opened counted"
-    assert log.inconsistencies(real + flood) == []
+    assert log.inconsistencies(real + flood + hot + quiet) == []
     assert h.viewer.finals() == finals, "the viewer's final counts differ from swarms"
 
 
-def _rows(h: Harness, real_counted: int, flood_counted: int, unopened: int) -> list[Row]:
-    """The fault table's rows: one per flood (its own events; the real stream's 2xx and swarm
-    gaps after it began), and the real stream's."""
+def _rows(h: Harness, counted: dict[str, int]) -> list[Row]:
+    """The fault table's rows: one per flood, hot stream and its quiet peers (their own events;
+    the real stream's 2xx and swarm gaps after the phase began), and the real stream's.
+    ``counted``: reactions counted, by the names of :func:`test_every_accepted_reaction_counted`.
+    """
     posts = h.sender.between(0, math.inf)
     baseline = h.phases["baseline"]
+
+    def notes(title: str, *keys: str) -> str:
+        lines = next((v for k, v in h.figures.items() if k.startswith(title)), {})
+        return "; ".join(lines.get(key, "") for key in keys)
+
+    brief = ("requests", "answers")
     rows = []
-    for name, title, accepted, counted in (
-        ("closed flood", "closed mode", 0, unopened),
-        ("open flood", "open mode", sum(h.open_accepted.values()), flood_counted),
+    for phase_name, fault, what, accepted, note in (
+        ("closed flood", "closed mode registry", "closed flood", 0, notes("closed mode", *brief)),
+        (
+            "open flood",
+            "open mode registry",
+            "open flood",
+            sum(h.open_accepted.values()),
+            notes("open mode", *brief),
+        ),
+        (
+            "hot stream",
+            f"hot stream ({HOT_RATE:.0f}/s)",
+            "hot stream",
+            sum(h.hot_accepted.values()),
+            notes("hot stream", *brief),
+        ),
+        (
+            "hot stream",
+            f"quiet streams ({QUIET_STREAMS} x {QUIET_RATE:g}/s)",
+            "quiet streams",
+            sum(h.quiet_accepted.values()),
+            notes("hot stream", "quiet streams"),
+        ),
     ):
-        phase = h.phases.get(name)
+        phase = h.phases.get(phase_name)
         if phase is None:
             continue
-        figures = next((v for k, v in h.figures.items() if k.startswith(title)), {})
         rows.append(
             Row(
-                f"flood, {title} registry",
+                f"flood, {fault}",
                 accepted,
-                counted,
+                counted[what],
                 _recovery_s(posts, phase.start),
                 _first_counting_after(h.viewer, phase.start),
-                f"{figures.get('requests', '')}; {figures.get('answers', '')}",
+                note,
             )
         )
     first = min((p.start for n, p in h.phases.items() if n != "baseline"), default=math.nan)
@@ -1028,7 +1276,7 @@ def _rows(h: Harness, real_counted: int, flood_counted: int, unopened: int) -> l
         Row(
             f"flood, real stream ({REAL_RATE:.0f}/s, 1 viewer)",
             sum(h.sender.accepted.values()),
-            real_counted,
+            counted["real stream"],
             _recovery_s(posts, first),
             _first_counting_after(h.viewer, first),
             "latency p50/p99 "
