@@ -3,9 +3,11 @@
 Each sender thread posts small batches of unique user ids to one stream at a steady pace. Only a
 2xx counts as accepted; a 429 or 503 (the server said it took nothing) and a refused connection
 (the request never left) are retried with the same batch after a short pause. Any other network
-error leaves it unknown whether the server took the batch, so it is counted as *uncertain*, not
-accepted, and the next batch is a fresh one: a count that differs by exactly such a batch points
-at the transport, not at the pipeline.
+error, or a 502 from the proxy in front of ingest (it passed the request on and gunicorn closed
+the connection without an answer, as a stopping worker may), leaves it unknown whether the
+server took the batch, so it is counted as *uncertain*, not accepted, and the next batch is a
+fresh one: a count that differs by exactly such a batch points at the transport, not at the
+pipeline.
 """
 
 import threading
@@ -120,7 +122,10 @@ class Traffic:
                 body = []
             with self._lock:
                 self.outcomes.append(Outcome(sent, time.time(), status))
-                if 200 <= status < 300:
+                if status == 502:
+                    self.uncertain += 1
+                    body = []
+                elif 200 <= status < 300:
                     self.accepted.update((stream, r["emoji"]) for r in body)
                     body = []
                 elif status not in (0, 429, 503):
