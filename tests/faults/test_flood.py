@@ -997,21 +997,27 @@ def test_closed_registry_flood(harness: Harness) -> None:
     _check_real_stream(h, real, baseline, during)
 
 
+def _move_real_stream(h: "Harness", url: str, where: str) -> None:
+    """Point the real stream's sender at ``url`` and wait for its first 2xx there."""
+    switched = time.time()
+    h.sender.url = url
+
+    def there() -> list[Post]:
+        return h.sender.between(switched, time.time())
+
+    wait_until(
+        lambda: f"a 2xx from {where}: {there()[-3:]}",
+        lambda: any(p.url == url and 200 <= p.status < 300 for p in there()),
+        CATCH_UP_S,
+        interval_s=POLL_S,
+    )
+
+
 def test_open_registry_flood_within_caps(harness: Harness) -> None:
     """Fresh streams from 8 clients: at most the per-client and live caps admitted, 429 beyond."""
     h, ingests = harness, harness.ingests
     # The real stream comes into being on the open-mode server with its next reaction.
-    switched = time.time()
-    h.sender.url = ingests.open_url
-    wait_until(
-        lambda: f"a 2xx from the open-mode server: {h.sender.between(switched, time.time())[-3:]}",
-        lambda: any(
-            p.url == ingests.open_url and 200 <= p.status < 300
-            for p in h.sender.between(switched, time.time())
-        ),
-        CATCH_UP_S,
-        interval_s=POLL_S,
-    )
+    _move_real_stream(h, ingests.open_url, "the open-mode server")
     items: list[tuple[str, str, str, str | None]] = [
         (
             f"flood-{uuid.uuid4().hex}",
@@ -1091,17 +1097,7 @@ def test_hot_stream(harness: Harness) -> None:
     h.quiet_streams = [f"flood-quiet-{tag}-{n}" for n in range(QUIET_STREAMS)]
     # In a cluster every stream's requests share the same ingest pods, so the real stream moves
     # to the ingest the hot one posts to: the stack's own, behind nginx, registry open.
-    switched = time.time()
-    h.sender.url = stack.ingest_url
-    wait_until(
-        lambda: f"a 2xx from the stack's ingest: {h.sender.between(switched, time.time())[-3:]}",
-        lambda: any(
-            p.url == stack.ingest_url and 200 <= p.status < 300
-            for p in h.sender.between(switched, time.time())
-        ),
-        CATCH_UP_S,
-        interval_s=POLL_S,
-    )
+    _move_real_stream(h, stack.ingest_url, "the stack's ingest")
     quiet = Traffic(
         stack.ingest_url, h.quiet_streams, rate=QUIET_STREAMS * QUIET_RATE, batch=QUIET_BATCH
     ).start()
