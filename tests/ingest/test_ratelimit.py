@@ -131,3 +131,21 @@ def test_redis_down_fails_open_counted_logged_and_recovers(
         finally:
             proc.terminate()
             proc.wait()
+
+
+def test_an_address_is_charged_for_every_user_it_sends_for(redis_url: str, key_prefix: str) -> None:
+    """Users invented by one address share its bucket; a user over its own rate is named."""
+    limiter, _ = _limiter(
+        redis_url,
+        key_prefix,
+        rate_limit_per_s=1,
+        rate_limit_burst=3,
+        rate_limit_per_address_per_s=1,
+        rate_limit_per_address_burst=5,
+    )
+    assert limiter.acquire({"a": 3}, "10.0.0.1").allowed
+    refused = limiter.acquire({"b": 1, "c": 2}, "10.0.0.1")
+    assert (refused.allowed, refused.user_id, refused.address) == (False, None, "10.0.0.1")
+    assert limiter.acquire({"b": 1, "c": 2}, "10.0.0.2").allowed
+    over = limiter.acquire({"a": 1}, "10.0.0.3")
+    assert (over.allowed, over.user_id) == (False, "a")

@@ -39,20 +39,24 @@ from emostream.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
-#: KEYS: one per bucket the request is charged to (each user of it, and maybe its address).
-#: ARGV: per key, three values: the reactions charged, microseconds per reaction (1 / rate) and
-#: microseconds a full bucket holds (burst / rate).
+#: KEYS: one per bucket the request is charged to: each user of it, then maybe its address.
+#: ARGV[1]: how many of the keys are users'. ARGV[2], ARGV[3]: microseconds per reaction (1 /
+#: rate) and microseconds a full bucket holds (burst / rate) of a user's bucket; ARGV[4],
+#: ARGV[5]: the same of an address's. ARGV[6..]: the reactions charged to each key. The two
+#: buckets' shapes are passed once, not per key: a batch of 500 users stays 500 arguments.
 #: Returns {1} when allowed, else {0, microseconds until the request would fit, key index}.
 GCRA_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local users = tonumber(ARGV[1])
 local tats = redis.call('MGET', unpack(KEYS))
 local new = {}
 local wait, worst = 0, 0
 for i = 1, #KEYS do
-  local count = tonumber(ARGV[3 * i - 2])
-  local interval = tonumber(ARGV[3 * i - 1])
-  local capacity = tonumber(ARGV[3 * i])
+  local shape = i <= users and 2 or 4
+  local count = tonumber(ARGV[i + 5])
+  local interval = tonumber(ARGV[shape])
+  local capacity = tonumber(ARGV[shape + 1])
   local tat = tonumber(tats[i]) or now
   if tat < now then tat = now end
   local next_tat = tat + count * interval
@@ -140,23 +144,21 @@ class RateLimiter:
         """Charge ``users`` (user id -> reactions), and ``address`` with their sum, in one round
         trip; allowed only if every bucket has room. No address: the users are trusted (their
         ids come from sender tokens)."""
-        keys: list[str] = []
-        args: list[float] = []
-        if self._user:
-            prefix = self._prefix
-            for user, count in users.items():
-                keys.append(prefix + user)
-                args += (count, *self._user)
+        prefix = self._prefix
+        keys = [prefix + user for user in users] if self._user else []
+        counts = list(users.values()) if self._user else []
         if self._address and address is not None:
-            keys.append(self._prefix + "address:" + address)
-            args += (sum(users.values()), *self._address)
+            keys.append(prefix + "address:" + address)
+            counts.append(sum(users.values()))
         if not keys:
             return ALLOWED
         if self._skip_until and time.monotonic() < self._skip_until:
             self._metrics.unchecked.labels("redis_backoff").inc()
             return Verdict(True, checked=False)
         try:
-            result = self._evalsha(len(keys), *keys, *args)
+            shapes = (*(self._user or (0, 0)), *(self._address or (0, 0)))
+            users_charged = len(users) if self._user else 0
+            result = self._evalsha(len(keys), *keys, users_charged, *shapes, *counts)
         except redis.RedisError as e:
             return self._failed_open(e)
         if self._down:
