@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyspark
 import pytest
@@ -19,6 +20,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 from emostream.localstack.jars import kafka_broker_jars, spark_kafka_jars
 from emostream.localstack.kafka import ensure_topics
 from emostream.localstack.process import ProcessDir
+from tests.support.certs import make_broker_certificates
 from tests.support.services import (
     JAR_CACHE,
     KAFKA_VERSION,
@@ -66,18 +68,56 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessDir]:
         procs.stop(name, grace_s=15)
 
 
+@dataclass(frozen=True)
+class SecuredKafka:
+    """The session broker's SASL_SSL listener (SCRAM-SHA-512, ACLs enforced) and its CA."""
+
+    bootstrap: str
+    ca: Path
+
+
+@dataclass(frozen=True)
+class SessionKafka:
+    """The session's broker: its plaintext address, and its secured listener if it has one."""
+
+    bootstrap: str
+    secured: SecuredKafka | None
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap(processes: ProcessDir, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Bootstrap servers of a real Kafka broker (reused from the environment or started here)."""
+def session_kafka(processes: ProcessDir, tmp_path_factory: pytest.TempPathFactory) -> SessionKafka:
+    """A real Kafka broker: reused from the environment (plaintext only) or started here with a
+    SASL_SSL listener beside the plaintext one, its certificates made for this run."""
     given = os.environ.get("EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS")
     if given:
-        return given
+        return SessionKafka(given, None)
+    certs = make_broker_certificates(tmp_path_factory.mktemp("kafka-certs"))
     broker = local_broker(
         tmp_path_factory.mktemp("kafka"),
         jars=kafka_broker_jars(JAR_CACHE, KAFKA_VERSION),
         heap="384m",
+        secured_keystore=certs.keystore,
     )
-    return start_broker(processes, broker, env=os.environ)
+    bootstrap = start_broker(processes, broker, env=os.environ)
+    assert broker.secured is not None
+    return SessionKafka(bootstrap, SecuredKafka(f"127.0.0.1:{broker.secured.port}", certs.ca))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(session_kafka: SessionKafka) -> str:
+    """Bootstrap servers of the session's broker, plaintext."""
+    return session_kafka.bootstrap
+
+
+@pytest.fixture(scope="session")
+def secured_kafka(session_kafka: SessionKafka) -> SecuredKafka:
+    """The session broker's SASL_SSL listener (skips when the broker is reused from outside)."""
+    if session_kafka.secured is None:
+        pytest.skip(
+            "EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS names a broker of its own, without the SASL_SSL "
+            "listener the suite's broker has"
+        )
+    return session_kafka.secured
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ def client(
     """An SDK client pointed at real ingest and fanout servers wired to the running aggregation."""
     ingest = start_role(processes, "e2e-ingest", "ingest", "gthread", service_env, timeout_s=120)
     fanout = start_role(processes, "e2e-fanout", "fanout", "gevent", service_env, timeout_s=120)
-    return EmostreamClient(ingest_url=ingest, fanout_url=fanout)
+    return EmostreamClient(ingest_url=ingest.url, fanout_url=fanout.url)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from simple_websocket import Client as WebSocketClient
 
 from emostream.aggregate._metrics import BacklogProbe, ProgressListener, serve_metrics
 from emostream.client import EmostreamClient
+from emostream.common.kafka import KafkaConnection
 from emostream.localstack.process import ProcessDir
 from tests.fanout.live import RawFeed, start_fanout
 from tests.support.ports import free_port
@@ -94,6 +95,8 @@ class Endpoints:
     """Where each component serves its metrics, and the SDK client of the two web tiers."""
 
     client: EmostreamClient
+    ingest_metrics: str
+    fanout_metrics: str
     aggregate_metrics: str
 
 
@@ -109,7 +112,7 @@ def aggregate_metrics(
     """
     listener = ProgressListener()
     spark.streams.addListener(listener)
-    probe = BacklogProbe(kafka_bootstrap, listener, interval_s=1)
+    probe = BacklogProbe(KafkaConnection(kafka_bootstrap), listener, interval_s=1)
     probe.start()
     port = free_port()
     server: WSGIServer = serve_metrics(port, "127.0.0.1")
@@ -134,8 +137,8 @@ def endpoints(
     ingest = start_role(processes, "metrics-ingest", "ingest", "gthread", stats_env)
     # Short heartbeats, so the SSE reader's socket timeout never fires while it waits.
     fanout = start_fanout(processes, "metrics-fanout", service_env)
-    with EmostreamClient(ingest_url=ingest, fanout_url=fanout) as client:
-        yield Endpoints(client, aggregate_metrics[0])
+    with EmostreamClient(ingest_url=ingest.url, fanout_url=fanout.url) as client:
+        yield Endpoints(client, ingest.metrics_url, fanout.metrics_url, aggregate_metrics[0])
     for role in ("ingest", "fanout"):
         processes.stop(f"metrics-{role}", grace_s=15)
 
@@ -181,25 +184,20 @@ def test_names_used_by_dashboard_alerts_and_autoscalers_are_scraped(
     wait_until(
         "the reaction-to-viewer latency of the SSE and WebSocket writes",
         lambda: (
-            samples(f"{client.fanout_url}/metrics")[
-                "emostream_fanout_event_to_viewer_seconds_count"
-            ]
-            >= 2
+            samples(endpoints.fanout_metrics)["emostream_fanout_event_to_viewer_seconds_count"] >= 2
         ),
         30,
     )
     # librdkafka reports latencies in statistics at intervals, once it has sent something.
     wait_until(
         "producer statistics after the first delivery",
-        lambda: (
-            "emostream_ingest_delivery_latency_seconds" in scraped(f"{client.ingest_url}/metrics")
-        ),
+        lambda: "emostream_ingest_delivery_latency_seconds" in scraped(endpoints.ingest_metrics),
         60,
     )
 
     urls = {
-        "ingest": f"{client.ingest_url}/metrics",
-        "fanout": f"{client.fanout_url}/metrics",
+        "ingest": endpoints.ingest_metrics,
+        "fanout": endpoints.fanout_metrics,
         "aggregate": endpoints.aggregate_metrics,
     }
     exported = {component: scraped(url) for component, url in urls.items()}

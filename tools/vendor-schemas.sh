@@ -71,6 +71,7 @@ mkdir -p "${WORK}/strimzi"
   --crd-api-version v1 --api-versions v1 --storage-version v1 --yaml \
   "io.strimzi.api.kafka.model.kafka.Kafka=${WORK}/strimzi/040-Crd-kafka.yaml" \
   "io.strimzi.api.kafka.model.topic.KafkaTopic=${WORK}/strimzi/043-Crd-kafkatopic.yaml" \
+  "io.strimzi.api.kafka.model.user.KafkaUser=${WORK}/strimzi/044-Crd-kafkauser.yaml" \
   "io.strimzi.api.kafka.model.nodepool.KafkaNodePool=${WORK}/strimzi/045-Crd-kafkanodepool.yaml"
 
 cat >"${WORK}/manifest.json" <<JSON
@@ -100,6 +101,9 @@ cat >"${WORK}/manifest.json" <<JSON
     {"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopic", "path": "${WORK}/strimzi/043-Crd-kafkatopic.yaml",
      "source": "Strimzi ${STRIMZI_VERSION}: io.strimzi:api and io.strimzi:crd-generator (Maven Central)",
      "file": "packaging/install/cluster-operator/043-Crd-kafkatopic.yaml (regenerated)"},
+    {"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaUser", "path": "${WORK}/strimzi/044-Crd-kafkauser.yaml",
+     "source": "Strimzi ${STRIMZI_VERSION}: io.strimzi:api and io.strimzi:crd-generator (Maven Central)",
+     "file": "packaging/install/cluster-operator/044-Crd-kafkauser.yaml (regenerated)"},
     {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "path": "${keda_dir}/config/crd/bases/keda.sh_scaledobjects.yaml",
      "source": "Go module github.com/kedacore/keda/v2 ${KEDA_VERSION}", "file": "config/crd/bases/keda.sh_scaledobjects.yaml"},
     {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "path": "${prom_dir}/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",

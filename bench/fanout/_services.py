@@ -80,6 +80,8 @@ def fanout(
         "EMOSTREAM_WORKERS": str(workers),
         "EMOSTREAM_MAX_CONNECTIONS": str(max_connections),
         "EMOSTREAM_LOG_LEVEL": "WARNING",
+        # Its metrics port, out of the way of a local stack's.
+        "EMOSTREAM_METRICS_PORT": str(free_port()),
     }
     cmd = gunicorn_command("fanout", port, "gevent")
     description = f"gunicorn -k gevent, {workers} workers x {max_connections} connections"

@@ -99,11 +99,12 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass(frozen=True)
 class Server:
-    """A running gunicorn, maybe behind nginx: the URL clients use, and the processes serving
-    it (gunicorn's master, and nginx's)."""
+    """A running gunicorn, maybe behind nginx: the URL clients use, the processes serving it
+    (gunicorn's master, and nginx's), and its /metrics (on gunicorn's metrics port)."""
 
     url: str
     pids: tuple[int, ...]
+    metrics_url: str
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by every process serving (workers included)."""
@@ -117,7 +118,7 @@ def gunicorn(app: str, config: ServerConfig, env: Mapping[str, str], log: Path) 
 
     Stopped with SIGTERM at the end, which makes ingest's workers flush their producers.
     """
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     cmd = [
         sys.executable, "-m", "gunicorn", "-c", "python:emostream.ingest.gunicorn_conf",
         "-k", config.worker_class, "--bind", f"127.0.0.1:{port}", app,
@@ -131,11 +132,15 @@ def gunicorn(app: str, config: ServerConfig, env: Mapping[str, str], log: Path) 
     local = None
     if config.front == "nginx":
         settings = StackSettings(
-            stack_dir=log.parent / "stack", ingest_port=free_port(), ingest_upstream_port=port
+            stack_dir=log.parent / "stack",
+            ingest_port=free_port(),
+            ingest_upstream_port=port,
+            ingest_metrics_port=metrics_port,
         )
         local = LocalStack(settings)
         # What the stack gives ingest behind nginx (the client address from X-Forwarded-For).
         full_env.update(next(p.env for p in local.parts if p.name == "ingest"))
+    full_env["EMOSTREAM_METRICS_PORT"] = str(metrics_port)
     url = f"http://127.0.0.1:{port}"
     with ExitStack() as stack:
         proc = stack.enter_context(running(cmd, full_env, log, stop_s=60, append=True))
@@ -149,7 +154,7 @@ def gunicorn(app: str, config: ServerConfig, env: Mapping[str, str], log: Path) 
             url = proxy.url
             wait_until("nginx in front of gunicorn", lambda: _answers(url, front), 30)
             pids = (proc.pid, front.pid)
-        yield Server(url, pids)
+        yield Server(url, pids, f"http://127.0.0.1:{metrics_port}/metrics")
 
 
 def _answers(url: str, proc: "subprocess.Popen[bytes]") -> bool:
@@ -164,21 +169,21 @@ def _answers(url: str, proc: "subprocess.Popen[bytes]") -> bool:
     return True
 
 
-def _metric_sum(url: str, prefix: str) -> float:
+def _metric_sum(metrics_url: str, prefix: str) -> float:
     """The sum of the server's samples whose line starts with ``prefix``."""
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(metrics_url, timeout=10) as resp:  # noqa: S310 - loopback
         text = resp.read().decode()
     return sum(
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
     )
 
 
-def accepted_events(url: str) -> int:
+def accepted_events(metrics_url: str) -> int:
     """The server's count of accepted events (``emostream_ingest_events_accepted_total``)."""
-    return round(_metric_sum(url, "emostream_ingest_events_accepted_total{"))
+    return round(_metric_sum(metrics_url, "emostream_ingest_events_accepted_total{"))
 
 
-def producer_queue(url: str) -> int:
+def producer_queue(metrics_url: str) -> int:
     """Messages in the server's Kafka producer queues (``emostream_ingest_producer_queue_depth``,
     refreshed by librdkafka's statistics every few seconds)."""
-    return round(_metric_sum(url, "emostream_ingest_producer_queue_depth "))
+    return round(_metric_sum(metrics_url, "emostream_ingest_producer_queue_depth "))

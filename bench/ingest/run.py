@@ -169,13 +169,13 @@ def _measure(
         common = {"connections": o.connections, "threads": o.wrk_threads}
         run_wrk(url, script, work, duration_s=o.warmup_s, **common)
         cpu_before = server.cpu_seconds()
-        with QueueSampler(server.url) as queue:
+        with QueueSampler(server.metrics_url) as queue:
             load = run_wrk(url, script, work, duration_s=o.duration_s, **common)
         cpu = server.cpu_seconds() - cpu_before
         # wrk does not count the requests still open when it stops; the server's own counter
         # of accepted events (every worker's, in multiprocess mode) does, once they are done.
         time.sleep(1.0)
-        accepted = accepted_events(server.url) if phase.counts_kafka else None
+        accepted = accepted_events(server.metrics_url) if phase.counts_kafka else None
     # The server has stopped, and its workers flushed their producers on the way out.
     in_kafka = messages_in(bootstrap, topic) if phase.counts_kafka else None
     return Measured(phase, load, in_kafka, accepted, cpu / max(1, load.requests), queue.most)
@@ -185,8 +185,8 @@ class QueueSampler:
     """Samples the server's producer queue depth once a second while a block runs, keeping the
     most: whether the queue grows as ingest saturates its CPU (docs/autoscaling.md)."""
 
-    def __init__(self, url: str) -> None:
-        self._url = url
+    def __init__(self, metrics_url: str) -> None:
+        self._url = metrics_url
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self.most = 0

@@ -94,7 +94,7 @@ def _server(name: str, env: dict[str, str], work: Path) -> Iterator[Target]:
     procs = ProcessDir(work / name / "run", work / name / "logs")
     try:
         if name == "fanout":
-            url = start_fanout(procs, "fanout", env)
+            url = start_fanout(procs, "fanout", env).url
             yield Target(
                 url,
                 FANOUT_KINDS,
@@ -105,7 +105,7 @@ def _server(name: str, env: dict[str, str], work: Path) -> Iterator[Target]:
         if name == "nginx":
             url = start_fronted_ingest(procs, "ingest", env)
         else:
-            url = start_role(procs, "ingest", "ingest", "gthread", env)
+            url = start_role(procs, "ingest", "ingest", "gthread", env).url
         yield Target(
             url,
             INGEST_KINDS,

@@ -25,15 +25,19 @@ def _stack(args: argparse.Namespace) -> int:
             f"  ingest   POST http://127.0.0.1:{s.ingest_port}/v1/streams/<stream>/reactions\n"
             f"  swarms   curl -N http://127.0.0.1:{s.fanout_port}/v1/streams/default/events\n"
             f"  viewer   http://127.0.0.1:{s.fanout_port}/watch/default\n"
-            f"  metrics  http://127.0.0.1:{s.aggregate_metrics_port}/metrics (aggregation)\n"
+            f"  metrics  http://127.0.0.1:{s.ingest_metrics_port}/metrics (ingest)\n"
+            f"           http://127.0.0.1:{s.fanout_metrics_port}/metrics (fanout)\n"
+            f"           http://127.0.0.1:{s.aggregate_metrics_port}/metrics (aggregation)\n"
             f"  logs     {stack.procs.log_dir}/"
         )
     elif args.action == "down":
         stack.down(print)
     elif args.action == "status":
-        for name, pid, ready, url in stack.status():
+        for name, pid, ready, url, metrics_url in stack.status():
             state = "ready" if ready else ("starting/unhealthy" if pid else "stopped")
             print(f"{name:<10} {state:<18} pid={pid or '-':<8} {url}")
+            if metrics_url and metrics_url != url:
+                print(f"{'':<10} {'':<18} {'':<12} metrics {metrics_url}")
     elif args.action == "logs":
         files = [str(p) for p in stack.log_files() if p.exists()]
         if not files:

@@ -22,6 +22,7 @@ from pyspark.sql import SparkSession
 
 from emostream.aggregate._metrics import BacklogProbe, ProgressListener, serve_metrics
 from emostream.common.events import Reaction, iso_utc, now_ms
+from emostream.common.kafka import KafkaConnection
 from tests.aggregate.conftest import (
     QUERY_POLL_S,
     QUERY_WAIT_S,
@@ -108,7 +109,7 @@ def run(
     streams = [f"{uuid.uuid4().hex[:6]}-{i}" for i in range(5)]
     port = free_port()
     server = serve_metrics(port, "127.0.0.1")
-    probe = BacklogProbe(kafka_bootstrap, listener, interval_s=0.5)
+    probe = BacklogProbe(KafkaConnection(kafka_bootstrap), listener, interval_s=0.5)
     probe.start()
     audience = Audience(sc, streams, rate=400)
     query = sc.start()

@@ -10,7 +10,7 @@ from confluent_kafka import Producer
 from emostream.client import SSEEvent, SSEParser
 from emostream.common.events import encode_json
 from emostream.localstack.process import ProcessDir
-from tests.support.servers import start_role
+from tests.support.servers import Served, start_role
 
 #: Short heartbeats and presence refreshes so that tests see their effects quickly.
 SERVER_ENV = {
@@ -22,8 +22,8 @@ SERVER_ENV = {
 }
 
 
-def start_fanout(processes: ProcessDir, name: str, env: dict[str, str], **overrides: str) -> str:
-    """Serve fanout under gunicorn's gevent worker on a free loopback port; returns its URL."""
+def start_fanout(processes: ProcessDir, name: str, env: dict[str, str], **overrides: str) -> Served:
+    """Serve fanout under gunicorn's gevent worker on free loopback ports; returns where."""
     return start_role(processes, name, "fanout", "gevent", {**env, **SERVER_ENV, **overrides})
 
 
@@ -34,9 +34,9 @@ def produce(producer: Producer, topic: str, messages: list[dict[str, Any]]) -> N
     assert producer.flush(10) == 0
 
 
-def metric(base_url: str, name: str) -> float:
+def metric(server: Served, name: str) -> float:
     """The value of one sample of the server's /metrics (0 when absent)."""
-    text = requests.get(f"{base_url}/metrics", timeout=5).text
+    text = requests.get(server.metrics_url, timeout=5).text
     found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 

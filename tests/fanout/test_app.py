@@ -43,6 +43,11 @@ def runtime(app: Flask) -> FanoutRuntime:
     return runtime_of(app)
 
 
+def scrape(client: FlaskClient) -> str:
+    """The app's metrics as its metrics port answers them (there is none without gunicorn)."""
+    return runtime_of(client.application).metrics.exposition()[0].decode()
+
+
 def assert_problem(resp: TestResponse, status: int) -> None:
     """``resp`` is a problem document with HTTP status ``status``."""
     assert resp.status_code == status
@@ -146,7 +151,7 @@ def test_every_write_is_counted_and_sampled_feeds_are_timed() -> None:
     finally:
         for feed in feeds:
             feed.close()
-    text = client.get("/metrics").get_data(as_text=True)
+    text = scrape(client)
     assert 'emostream_fanout_messages_sent_total{transport="sse"} 6.0' in text
     # The first and the third feed are timed, each for both swarms.
     assert 'emostream_fanout_delivery_lag_seconds_count{transport="sse"} 4.0' in text
@@ -247,11 +252,13 @@ def test_watch_page_is_served_with_a_strict_policy(client: FlaskClient) -> None:
 
 
 def test_health_ready_and_metrics(client: FlaskClient) -> None:
-    """healthz answers; readyz is 503 without a consumer; metrics use the fanout prefix."""
+    """healthz answers; readyz is 503 without a consumer; metrics use the fanout prefix and are
+    no public route."""
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert_problem(ready, 503)
-    text = client.get("/metrics").get_data(as_text=True)
+    assert_problem(client.get("/metrics"), 404)
+    text = scrape(client)
     for name in (
         'emostream_fanout_connections{transport="sse"}',
         "emostream_fanout_messages_sent_total",
@@ -275,14 +282,14 @@ def test_replay_bounds_and_evictions_are_on_metrics() -> None:
     """The worker's buffered streams and bytes, its replay bounds and its evictions are exported."""
     app = make_app(replay_max_streams=2, replay_max_bytes=1_000_000)
     client, runtime = app.test_client(), runtime_of(app)
-    text = client.get("/metrics").get_data(as_text=True)
+    text = scrape(client)
     assert 'emostream_fanout_replay_evictions_total{reason="streams"} 0.0' in text
     assert 'emostream_fanout_replay_evictions_total{reason="bytes"} 0.0' in text
     for i in range(5):
         runtime.hub.publish(make_swarm(f"s{i}", 1))
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+        for family in text_string_to_metric_families(scrape(client))
         for s in family.samples
     }
     assert samples["emostream_fanout_streams", ()] == 2
@@ -292,7 +299,7 @@ def test_replay_bounds_and_evictions_are_on_metrics() -> None:
     assert samples["emostream_fanout_replay_evictions_total", (("reason", "streams"),)] == 3
     assert samples["emostream_fanout_replay_evictions_total", (("reason", "bytes"),)] == 0
     runtime.hub.forget(["s4"])
-    text = client.get("/metrics").get_data(as_text=True)
+    text = scrape(client)
     assert "emostream_fanout_replay_streams_forgotten_total 1.0" in text
 
 
@@ -404,7 +411,7 @@ def test_drain_refuses_new_feeds_and_ends_open_ones_spread_over_the_period() -> 
     assert len(set(moments)) == 6
     assert open_at_each_end == [6, 5, 4, 3, 2, 1]
     assert runtime.hub.stats.ended["sse", "drain"] == 6
-    text = client.get("/metrics").get_data(as_text=True)
+    text = scrape(client)
     assert "emostream_fanout_draining 1.0" in text
     assert 'emostream_fanout_feeds_ended_total{reason="drain",transport="sse"} 6.0' in text
 

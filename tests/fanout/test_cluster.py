@@ -19,6 +19,7 @@ from emostream.localstack.process import ProcessDir
 from tests.conftest import Topics
 from tests.fanout.live import RawFeed, metric, produce, start_fanout
 from tests.fanout.swarms import swarm_message
+from tests.support.servers import Served
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -28,8 +29,8 @@ pytestmark = pytest.mark.integration
 class Pair:
     """Two fanout servers reading the same topic and sharing one Redis."""
 
-    a: str
-    b: str
+    a: Served
+    b: Served
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +52,11 @@ def test_presence_counts_viewers_across_both_processes(
     pair: Pair, producer: Producer, topics: Topics, stream: str
 ) -> None:
     """Every viewer, on either process and either transport, sees the stream's total count."""
-    sse_a = [RawFeed(f"{pair.a}/v1/streams/{stream}/events") for _ in range(2)]
-    sse_b = RawFeed(f"{pair.b}/v1/streams/{stream}/events")
-    ws_b = WebSocketClient.connect(pair.b.replace("http://", "ws://") + f"/v1/streams/{stream}/ws")
+    sse_a = [RawFeed(f"{pair.a.url}/v1/streams/{stream}/events") for _ in range(2)]
+    sse_b = RawFeed(f"{pair.b.url}/v1/streams/{stream}/events")
+    ws_b = WebSocketClient.connect(
+        pair.b.url.replace("http://", "ws://") + f"/v1/streams/{stream}/ws"
+    )
     feeds = [*sse_a, sse_b]
     batch = 0
 
@@ -102,7 +105,7 @@ def test_resume_on_the_other_process_has_no_gap_and_no_duplicate(
     pair: Pair, producer: Producer, topics: Topics, stream: str
 ) -> None:
     """Cut off from A, a viewer resumes on B (no viewer of the stream there) with Last-Event-ID."""
-    first = RawFeed(f"{pair.a}/v1/streams/{stream}/events")
+    first = RawFeed(f"{pair.a.url}/v1/streams/{stream}/events")
     first.wait_open()
     messages = [swarm_message(stream, b, window=b // 3) for b in range(1, 13)]
     produce(producer, topics.swarms, messages[:4])
@@ -112,7 +115,7 @@ def test_resume_on_the_other_process_has_no_gap_and_no_duplicate(
     # B has had no viewer of this stream; its replay buffer still holds every recent swarm.
     wait_until("B", lambda: metric(pair.b, "emostream_fanout_swarms_published_total") > 0, 10)
     resume_from = {"Last-Event-ID": ids(seen)[-1]}
-    with RawFeed(f"{pair.b}/v1/streams/{stream}/events", resume_from) as resumed:
+    with RawFeed(f"{pair.b.url}/v1/streams/{stream}/events", resume_from) as resumed:
         later = resumed.read(5)
         produce(producer, topics.swarms, messages[9:])
         later += resumed.read(3)
@@ -161,12 +164,12 @@ def test_sigterm_drains_feeds_spread_out_and_viewers_resume_elsewhere_losing_not
 ) -> None:
     """SIGTERM: 503s and readyz 503 at once; feeds end cleanly over the drain period; no loss."""
     drain_s = 4.0
-    url = start_fanout(processes, "fanout-drain", service_env, EMOSTREAM_DRAIN_S=str(drain_s))
+    url = start_fanout(processes, "fanout-drain", service_env, EMOSTREAM_DRAIN_S=str(drain_s)).url
     feed_path = f"/v1/streams/{stream}/events"
     total = 90
     messages = [swarm_message(stream, b, window=b // 4) for b in range(1, total + 1)]
     viewers = [
-        DrainedViewer(url + feed_path, pair.b + feed_path, messages[-1]["id"]) for _ in range(8)
+        DrainedViewer(url + feed_path, pair.b.url + feed_path, messages[-1]["id"]) for _ in range(8)
     ]
     opened = threading.Barrier(len(viewers) + 2)
     threads = [threading.Thread(target=v.run, args=(opened,), daemon=True) for v in viewers]
@@ -257,7 +260,7 @@ def test_a_stalled_viewer_is_cut_off_while_others_keep_receiving(
     processes: ProcessDir, service_env: dict[str, str], producer: Producer, topics: Topics
 ) -> None:
     """A viewer that stops reading (tiny buffers) is disconnected by the write timeout."""
-    url = start_fanout(
+    server = start_fanout(
         processes,
         "fanout-stall",
         service_env,
@@ -266,6 +269,7 @@ def test_a_stalled_viewer_is_cut_off_while_others_keep_receiving(
         EMOSTREAM_CLIENT_QUEUE_SIZE="1024",
     )
     stream = "stall-test"
+    url = server.url
     host, port = url.removeprefix("http://").split(":")
     stalled = socket_with_small_buffers()
     stalled.connect((host, int(port)))
@@ -286,7 +290,7 @@ def test_a_stalled_viewer_is_cut_off_while_others_keep_receiving(
         reader.join(60)
         assert received == [m["id"] for m in messages]
         wait_until("the stalled viewer to be cut off", lambda: sse_connections(url) == 1, 20)
-        assert metric(url, 'emostream_fanout_write_failures_total{transport="sse"}') >= 1
+        assert metric(server, 'emostream_fanout_write_failures_total{transport="sse"}') >= 1
         # The healthy viewer is still connected and still served.
         produce(producer, topics.swarms, [swarm_message(stream, 301)])
         assert ids(healthy.read(1)) == [swarm_message(stream, 301)["id"]]
@@ -326,10 +330,10 @@ def _open_raw_feed(base_url: str, stream: str) -> Any:
     return sock
 
 
-def _ends(base_url: str) -> tuple[float, float]:
+def _ends(server: Served) -> tuple[float, float]:
     """The SSE feeds ended so far by a viewer leaving, and by a failed write."""
-    left = metric(base_url, 'emostream_fanout_viewers_left_total{transport="sse"}')
-    failed = metric(base_url, 'emostream_fanout_write_failures_total{transport="sse"}')
+    left = metric(server, 'emostream_fanout_viewers_left_total{transport="sse"}')
+    failed = metric(server, 'emostream_fanout_write_failures_total{transport="sse"}')
     return left, failed
 
 
@@ -338,12 +342,12 @@ def test_a_viewer_that_closes_is_counted_as_leaving_not_as_a_failure(
 ) -> None:
     """A viewer closing its connection ends its feed at the next write, counted as churn."""
     left_before, failed_before = _ends(pair.a)
-    open_before = sse_connections(pair.a)
-    sock = _open_raw_feed(pair.a, stream)
-    wait_until("viewer registered", lambda: sse_connections(pair.a) == open_before + 1, 5)
+    open_before = sse_connections(pair.a.url)
+    sock = _open_raw_feed(pair.a.url, stream)
+    wait_until("viewer registered", lambda: sse_connections(pair.a.url) == open_before + 1, 5)
     sock.close()
     # Heartbeats every second: the first meets the closed socket (RST back), the next fails.
-    wait_until("the closed feed ended", lambda: sse_connections(pair.a) == open_before, 10)
+    wait_until("the closed feed ended", lambda: sse_connections(pair.a.url) == open_before, 10)
     assert _ends(pair.a) == (left_before + 1, failed_before)
 
 
@@ -358,9 +362,9 @@ def test_a_viewer_that_vanished_without_fin_is_noticed_by_the_heartbeat(
     import socket  # noqa: PLC0415
 
     left_before, failed_before = _ends(pair.a)
-    open_before = sse_connections(pair.a)
-    sock = _open_raw_feed(pair.a, stream)
-    wait_until("viewer registered", lambda: sse_connections(pair.a) == open_before + 1, 5)
+    open_before = sse_connections(pair.a.url)
+    sock = _open_raw_feed(pair.a.url, stream)
+    wait_until("viewer registered", lambda: sse_connections(pair.a.url) == open_before + 1, 5)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
     except PermissionError:
@@ -368,5 +372,7 @@ def test_a_viewer_that_vanished_without_fin_is_noticed_by_the_heartbeat(
         pytest.skip("simulating a vanished peer needs CAP_NET_ADMIN (TCP_REPAIR)")
     sock.close()  # in repair mode: the server is not told
     # Heartbeats every second: the first goes out, the peer's kernel answers RST, the next fails.
-    wait_until("the vanished viewer dropped", lambda: sse_connections(pair.a) == open_before, 10)
+    wait_until(
+        "the vanished viewer dropped", lambda: sse_connections(pair.a.url) == open_before, 10
+    )
     assert _ends(pair.a) == (left_before + 1, failed_before)

@@ -19,16 +19,23 @@ from emostream.localstack.process import ProcessDir
 from tests.conftest import Topics
 from tests.fanout.live import RawFeed, produce, start_fanout
 from tests.fanout.swarms import swarm_message, with_viewers
+from tests.support.servers import Served, check_metrics_port_only
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
-    """Base URL of a fanout server reading this session's swarms topic."""
+def fanout_server(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[Served]:
+    """A fanout server reading this session's swarms topic."""
     yield start_fanout(processes, "fanout-it", service_env)
     processes.stop("fanout-it", grace_s=15)
+
+
+@pytest.fixture(scope="module")
+def fanout(fanout_server: Served) -> str:
+    """Base URL of the fanout server."""
+    return fanout_server.url
 
 
 def ws_connections(base_url: str) -> int:
@@ -164,15 +171,16 @@ def test_idle_feed_carries_heartbeats(fanout: str, stream: str) -> None:
     assert ": hb\n\n" in feed.text
 
 
-def test_watch_page_health_and_metrics(fanout: str) -> None:
+def test_watch_page_health_and_metrics(fanout_server: Served) -> None:
     """The viewer page and its script are served; readyz is ready; metrics count the work."""
+    fanout = fanout_server.url
     page = requests.get(f"{fanout}/watch/final", timeout=5)
     assert page.status_code == 200
     assert page.headers["Content-Type"].startswith("text/html")
     assert "/static/watch.js" in page.text
     assert requests.get(f"{fanout}/static/watch.js", timeout=5).status_code == 200
     assert requests.get(f"{fanout}/readyz", timeout=5).json()["status"] == "ready"
-    metrics = requests.get(f"{fanout}/metrics", timeout=5).text
+    metrics = requests.get(fanout_server.metrics_url, timeout=5).text
     assert "emostream_fanout_upstream_ready 1.0" in metrics
     assert "emostream_fanout_upstream_messages_consumed_total" in metrics
     # The lag is read from the real consumer's local state without disturbing it.
@@ -181,6 +189,14 @@ def test_watch_page_health_and_metrics(fanout: str) -> None:
     bad = requests.get(f"{fanout}/v1/streams/not%20valid/events", timeout=5)
     assert bad.status_code == 422
     assert bad.headers["Content-Type"] == "application/problem+json"
+
+
+def test_metrics_are_served_on_the_metrics_port_only(fanout_server: Served) -> None:
+    """/metrics is 404 on the public port (whatever the Host header says) and the metrics port
+    serves nothing else."""
+    check_metrics_port_only(
+        fanout_server.url, fanout_server.metrics_url, "emostream_fanout_", "/v1/streams/s/events"
+    )
 
 
 def test_sse_and_websocket_viewers_receive_the_same_swarms(

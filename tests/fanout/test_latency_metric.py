@@ -15,6 +15,7 @@ from emostream.localstack.process import ProcessDir
 from tests.conftest import Topics
 from tests.fanout.live import RawFeed, produce, start_fanout
 from tests.fanout.swarms import swarm_message
+from tests.support.servers import Served
 
 HISTOGRAM = "emostream_fanout_event_to_viewer_seconds"
 #: How old the newest reaction of the test's swarm is when it is produced: more than the
@@ -22,9 +23,9 @@ HISTOGRAM = "emostream_fanout_event_to_viewer_seconds"
 AGE_MS = 1_500
 
 
-def samples(base_url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+def samples(server: Served, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     """Every sample called ``name`` on the server's /metrics, keyed by its sorted labels."""
-    text = requests.get(f"{base_url}/metrics", timeout=10).text
+    text = requests.get(server.metrics_url, timeout=10).text
     return {
         tuple(sorted(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)
@@ -45,7 +46,7 @@ def test_decode_keeps_the_newest_receive_time() -> None:
 
 
 @pytest.fixture(scope="module")
-def fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
+def fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[Served]:
     """Two gunicorn workers, so /metrics must add up the workers' multiprocess files."""
     yield start_fanout(processes, "fanout-latency", service_env, EMOSTREAM_WORKERS="2")
     processes.stop("fanout-latency", grace_s=15)
@@ -53,13 +54,15 @@ def fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
 
 @pytest.mark.integration
 def test_live_swarm_with_receive_time_is_observed_per_transport(
-    fanout: str, producer: Producer, topics: Topics, stream: str
+    fanout: Served, producer: Producer, topics: Topics, stream: str
 ) -> None:
     """Each write of a live swarm is timed from its newest reaction; swarms without one are not."""
     before = samples(fanout, f"{HISTOGRAM}_bucket")
     lag_before = samples(fanout, "emostream_fanout_delivery_lag_seconds_count")
-    feed = RawFeed(f"{fanout}/v1/streams/{stream}/events")
-    ws = WebSocketClient.connect(fanout.replace("http://", "ws://") + f"/v1/streams/{stream}/ws")
+    feed = RawFeed(f"{fanout.url}/v1/streams/{stream}/events")
+    ws = WebSocketClient.connect(
+        fanout.url.replace("http://", "ws://") + f"/v1/streams/{stream}/ws"
+    )
     try:
         feed.wait_open()
         timed: dict[str, Any] = {

@@ -15,6 +15,7 @@ from emostream.localstack.process import ProcessDir
 from tests.conftest import Topics
 from tests.fanout.live import RawFeed, metric, produce, start_fanout
 from tests.fanout.swarms import swarm_message
+from tests.support.servers import Served
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -24,9 +25,9 @@ ORIGIN = "https://tv.example"
 
 
 @pytest.fixture(scope="module")
-def secured(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
-    """Base URL of a two-worker fanout that requires tokens and allows one other origin."""
-    url = start_fanout(
+def secured_server(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[Served]:
+    """A two-worker fanout that requires tokens and allows one other origin."""
+    server = start_fanout(
         processes,
         "fanout-secured",
         service_env,
@@ -34,8 +35,14 @@ def secured(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]
         EMOSTREAM_TOKEN_SECRET=SECRET,
         EMOSTREAM_CORS_ALLOWED_ORIGINS=f'["{ORIGIN}"]',
     )
-    yield url
+    yield server
     processes.stop("fanout-secured", grace_s=15)
+
+
+@pytest.fixture(scope="module")
+def secured(secured_server: Served) -> str:
+    """Base URL of the secured fanout."""
+    return secured_server.url
 
 
 def token(stream: str) -> str:
@@ -108,7 +115,7 @@ def test_cors_over_a_real_server(secured: str, stream: str) -> None:
         assert "Access-Control-Allow-Origin" not in unlisted.headers
 
 
-def test_metrics_cover_every_worker(secured: str, stream: str) -> None:
+def test_metrics_cover_every_worker(secured_server: Served, stream: str) -> None:
     """With two workers, any scrape reports the connections of both (multiprocess files)."""
     name = 'emostream_fanout_connections{transport="sse"}'
     # Feeds of earlier tests end when a heartbeat finds the viewer gone (the first write to a
@@ -117,22 +124,21 @@ def test_metrics_cover_every_worker(secured: str, stream: str) -> None:
     zero_since: list[float] = []
 
     def earlier_feeds_gone() -> bool:
-        if metric(secured, name) != 0:
+        if metric(secured_server, name) != 0:
             zero_since.clear()
             return False
         zero_since[:] = zero_since or [time.monotonic()]
         return time.monotonic() - zero_since[0] >= 3
 
     wait_until("earlier feeds to be gone", earlier_feeds_gone, 20)
-    feeds = [
-        RawFeed(f"{secured}/v1/streams/{stream}/events?token={token(stream)}") for _ in range(4)
-    ]
+    feed_url = f"{secured_server.url}/v1/streams/{stream}/events?token={token(stream)}"
+    feeds = [RawFeed(feed_url) for _ in range(4)]
     try:
         for feed in feeds:
             feed.wait_open()
-        wait_until("every worker's connections", lambda: metric(secured, name) == 4, 10)
+        wait_until("every worker's connections", lambda: metric(secured_server, name) == 4, 10)
         # Successive scrapes land on either worker; each reports the whole server.
-        assert [metric(secured, name) for _ in range(8)] == [4.0] * 8
+        assert [metric(secured_server, name) for _ in range(8)] == [4.0] * 8
     finally:
         for feed in feeds:
             feed.close()

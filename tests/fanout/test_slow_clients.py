@@ -28,7 +28,7 @@ BOUND_S = 5.0
 @pytest.fixture(scope="module")
 def fanout(processes: ProcessDir, service_env: dict[str, str]) -> str:
     """One fanout server (two workers) on the session's broker and Redis."""
-    return start_fanout(processes, "fanout-slow-clients", service_env)
+    return start_fanout(processes, "fanout-slow-clients", service_env).url
 
 
 def _healthz(url: str) -> Callable[[requests.Session, float], int]:

@@ -48,7 +48,7 @@ def test_feeds_need_a_jwt_that_covers_the_stream() -> None:
     assert c.get(f"/v1/streams/final/events?token={sender_only}").status_code == 403
     ws = c.get("/v1/streams/final/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade"})
     assert ws.status_code == 401
-    text = c.get("/metrics").get_data(as_text=True)
+    text = runtime_of(c.application).metrics.exposition()[0].decode()
     assert 'emostream_fanout_token_rejections_total{reason="missing"} 2.0' in text
     assert 'emostream_fanout_token_rejections_total{reason="scope"} 2.0' in text
 

@@ -54,15 +54,16 @@ T = TypeVar("T")
 @pytest.fixture(scope="module")
 def fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
     """Base URL of a fanout server with open feeds, reading this session's swarms."""
-    yield start_role(processes, "fanout-watch", "fanout", "gevent", {**service_env, **SERVER_ENV})
+    env = {**service_env, **SERVER_ENV}
+    yield start_role(processes, "fanout-watch", "fanout", "gevent", env).url
     processes.stop("fanout-watch", grace_s=15)
 
 
 @pytest.fixture(scope="module")
 def token_fanout(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[str]:
     """Base URL of a fanout server whose feeds need a viewer token signed with TOKEN_SECRET."""
-    env = {**service_env, "EMOSTREAM_TOKEN_SECRET": TOKEN_SECRET}
-    yield start_role(processes, "fanout-watch-tokens", "fanout", "gevent", {**env, **SERVER_ENV})
+    env = {**service_env, **SERVER_ENV, "EMOSTREAM_TOKEN_SECRET": TOKEN_SECRET}
+    yield start_role(processes, "fanout-watch-tokens", "fanout", "gevent", env).url
     processes.stop("fanout-watch-tokens", grace_s=15)
 
 

@@ -45,6 +45,11 @@ class FaultStack(LocalStack):
         """Base URL of fanout."""
         return f"http://127.0.0.1:{self.settings.fanout_port}"
 
+    @property
+    def ingest_metrics_url(self) -> str:
+        """/metrics of ingest, on its metrics port."""
+        return f"http://127.0.0.1:{self.settings.ingest_metrics_port}/metrics"
+
 
 class Say:
     """Collects the stack's progress lines, to show them when something goes wrong."""
@@ -68,7 +73,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, say: Say) -> Iterator[FaultS
     root = tmp_path_factory.mktemp("fault-stack")
     JAR_CACHE.mkdir(parents=True, exist_ok=True)
     (root / "jars").symlink_to(JAR_CACHE, target_is_directory=True)
-    kafka, controller, redis, ingest, upstream, fanout, metrics = fixed_ports(7)
+    ports = fixed_ports(9)
+    kafka, controller, redis, ingest, upstream, fanout = ports[:6]
+    ingest_metrics, fanout_metrics, aggregate_metrics = ports[6:]
     settings = StackSettings(
         stack_dir=root,
         kafka_port=kafka,
@@ -77,7 +84,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, say: Say) -> Iterator[FaultS
         ingest_port=ingest,
         ingest_upstream_port=upstream,
         fanout_port=fanout,
-        aggregate_metrics_port=metrics,
+        ingest_metrics_port=ingest_metrics,
+        fanout_metrics_port=fanout_metrics,
+        aggregate_metrics_port=aggregate_metrics,
         ready_timeout_s=300,
     )
     local = FaultStack(settings)

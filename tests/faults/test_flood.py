@@ -619,7 +619,8 @@ class GaugeSampler(_Background):
     stream posts to (the sum of librdkafka's p99 of each stage: queue, outbuf, rtt)."""
 
     aggregate_url: str
-    ingest_url: Callable[[], str]
+    #: The /metrics of the ingest the real stream posts to at the moment.
+    ingest_metrics_url: Callable[[], str]
     #: (time, micro-batch seconds, delivery p99 seconds); nan where a scrape failed.
     samples: list[tuple[float, float, float]] = field(default_factory=list)
 
@@ -635,7 +636,7 @@ class GaugeSampler(_Background):
         while not self._stop.wait(1.0):
             batch = _gauge(self.aggregate_url, "emostream_aggregate_batch_duration_seconds")
             delivery = _gauge(
-                f"{self.ingest_url()}/metrics",
+                self.ingest_metrics_url(),
                 "emostream_ingest_delivery_latency_seconds",
                 lambda labels: labels.get("quantile") == "0.99",
                 total=True,
@@ -681,6 +682,8 @@ class Ingests:
     admin_token: str
     open_url: str
     open_prefix: str
+    #: The /metrics of each of the two, by base URL.
+    metrics_urls: dict[str, str]
 
 
 @dataclass
@@ -837,8 +840,15 @@ def ingests(
                 urls[name] = start_role(processes, name, "ingest", "gthread", env, timeout_s=120)
             except AssertionError as e:
                 raise AssertionError(f"{e}\n{log_tail(processes.log_file(name))}") from None
+        closed, opened = urls["ingest-closed"], urls["ingest-open"]
         yield Ingests(
-            processes, urls["ingest-closed"], closed_prefix, token, urls["ingest-open"], open_prefix
+            processes,
+            closed.url,
+            closed_prefix,
+            token,
+            opened.url,
+            open_prefix,
+            {served.url: served.metrics_url for served in (closed, opened)},
         )
     finally:
         for name in processes.names():
@@ -859,7 +869,8 @@ def harness(
     viewer = Viewer(stack.fanout_url, stream).start()
     sender = RealSender(ingests.closed_url, stream)
     metrics = f"http://127.0.0.1:{stack.settings.aggregate_metrics_port}/metrics"
-    gauges = GaugeSampler(metrics, lambda: sender.url).start()
+    ingest_metrics = {**ingests.metrics_urls, stack.ingest_url: stack.ingest_metrics_url}
+    gauges = GaugeSampler(metrics, lambda: ingest_metrics[sender.url]).start()
     h = Harness(
         stack,
         ingests,

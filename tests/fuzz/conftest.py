@@ -47,5 +47,5 @@ def fanout_url(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[s
     One-second heartbeats, so a feed the fuzzer has left is noticed and closed quickly.
     """
     env = {**service_env, "EMOSTREAM_HEARTBEAT_S": "1"}
-    yield start_role(processes, "fanout-fuzz", "fanout", "gevent", env)
+    yield start_role(processes, "fanout-fuzz", "fanout", "gevent", env).url
     processes.stop("fanout-fuzz", grace_s=10)

@@ -38,7 +38,7 @@ def guarded_url(processes: ProcessDir, service_env: dict[str, str]) -> Iterator[
         "EMOSTREAM_TOKEN_SECRET": SECRET,
         "EMOSTREAM_VIEWER_TOKEN_SECRET": LEGACY_SECRET,
     }
-    yield start_role(processes, "fanout-fuzz-tokens", "fanout", "gevent", env)
+    yield start_role(processes, "fanout-fuzz-tokens", "fanout", "gevent", env).url
     processes.stop("fanout-fuzz-tokens", grace_s=10)
 
 

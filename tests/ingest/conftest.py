@@ -29,6 +29,8 @@ class Server:
     url: str
     proc: "subprocess.Popen[bytes]"
     log: Path
+    #: /metrics, on the server's metrics port.
+    metrics_url: str
 
     def stop(self, timeout_s: float = 30) -> int:
         """SIGTERM the master and wait for it to exit; return its exit code."""
@@ -43,14 +45,17 @@ class Server:
 
 @contextmanager
 def serve(env: dict[str, str], log: Path, ready_path: str = "/readyz") -> Iterator[Server]:
-    """Run ``gunicorn -c python:emostream.ingest.gunicorn_conf`` until the block ends."""
-    port = free_port()
+    """Run ``gunicorn -c python:emostream.ingest.gunicorn_conf`` until the block ends (on free
+    ports: the public one and the metrics port)."""
+    port, metrics_port = free_port(), free_port()
     cmd = [
         sys.executable, "-m", "gunicorn", "-c", "python:emostream.ingest.gunicorn_conf",
         "--bind", f"127.0.0.1:{port}", APP,
     ]  # fmt: skip
+    env = {**env, "EMOSTREAM_METRICS_PORT": str(metrics_port)}
     with running(cmd, env, log, stop_s=30) as proc:
-        server = Server(f"http://127.0.0.1:{port}", proc, log)
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        server = Server(f"http://127.0.0.1:{port}", proc, log, metrics_url)
         wait_ready(server, ready_path)
         yield server
 
@@ -125,9 +130,9 @@ def read_topic(
     return found
 
 
-def metric(url: str, line_prefix: str) -> float:
+def metric(server: Server, line_prefix: str) -> float:
     """The sum of the /metrics lines starting with ``line_prefix`` (at least one must)."""
-    text = requests.get(f"{url}/metrics", timeout=10).text
+    text = requests.get(server.metrics_url, timeout=10).text
     values = [
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_prefix)
     ]

@@ -17,7 +17,7 @@ from emostream.common.registry import Verdict as RegistryVerdict
 from emostream.ingest._producer import EnqueueError, QueueFullError, Readiness
 from emostream.ingest._ratelimit import ALLOWED, Verdict
 from emostream.ingest._validation import KafkaMessage
-from emostream.ingest.app import create_app
+from emostream.ingest.app import create_app, runtime_of
 from emostream.ingest.settings import IngestSettings
 
 HEART = "\u2764\ufe0f"
@@ -136,8 +136,13 @@ def _problem(resp: TestResponse, status: int) -> dict[str, Any]:
     return body
 
 
+def _scrape(client: FlaskClient) -> str:
+    """The app's metrics as its metrics port answers them (there is none without gunicorn)."""
+    return runtime_of(client.application).exposition()[0].decode()
+
+
 def _metric(client: FlaskClient, line_prefix: str) -> float:
-    text = client.get("/metrics").get_data(as_text=True)
+    text = _scrape(client)
     values = [
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_prefix)
     ]
@@ -417,12 +422,12 @@ def test_healthz_is_200_json(client: FlaskClient) -> None:
 
 
 def test_metrics_expose_the_ingest_families(client: FlaskClient) -> None:
-    """/metrics lists every emostream_ingest_* family in the Prometheus text format."""
+    """The exposition lists every emostream_ingest_* family in the Prometheus text format; the
+    public routes have no /metrics."""
     client.post(V1, json={"user_id": 1, "emoji": "👍"})
-    resp = client.get("/metrics")
-    assert resp.status_code == 200
-    assert resp.mimetype == "text/plain"
-    text = resp.get_data(as_text=True)
+    body, content_type = runtime_of(client.application).exposition()
+    assert content_type.startswith("text/plain")
+    text = body.decode()
     for family in (
         "emostream_ingest_requests_total",
         "emostream_ingest_request_duration_seconds",
@@ -439,6 +444,7 @@ def test_metrics_expose_the_ingest_families(client: FlaskClient) -> None:
         'status="202"} 1.0' in text
     )
     assert "emostream_ingest_producer_queue_depth 1.0" in text
+    _problem(client.get("/metrics"), 404)
 
 
 def test_creating_the_app_starts_no_kafka_client() -> None:
@@ -448,4 +454,4 @@ def test_creating_the_app_starts_no_kafka_client() -> None:
     app.test_client().get("/healthz")
     after = {t.name for t in threading.enumerate()}
     assert "kafka-producer-poll" not in after - before
-    assert app.test_client().get("/metrics").status_code == 200
+    assert b"emostream_ingest_producer_queue_depth 0.0" in runtime_of(app).exposition()[0]

@@ -1,4 +1,5 @@
-"""The gunicorn configuration module: worker model, metrics directory and shutdown hooks.
+"""The gunicorn configuration module: worker model, metrics directory and address, shutdown
+hooks.
 
 The module sets ``PROMETHEUS_MULTIPROC_DIR`` when imported, so each test imports a fresh copy
 with that variable under ``monkeypatch``, and the test process's environment is restored after.
@@ -10,10 +11,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
+from gunicorn.config import Config
 
+from emostream.common.errors import ConfigurationError
 from emostream.ingest.settings import IngestSettings
 from emostream.localstack.nginx import UPSTREAM_IDLE_S
 from tests.support.services import ROOT
@@ -74,10 +77,30 @@ def test_a_given_metrics_directory_is_used_and_cleared_at_start(
     assert conf.metrics_dir == str(tmp_path)
     stale = tmp_path / "counter_12345.db"
     stale.write_bytes(b"old")
-    conf.on_starting(None)
+    conf.on_starting(_master("127.0.0.1:8001"))
     assert not stale.exists()
     conf.on_exit(None)
     assert tmp_path.is_dir()
+
+
+def test_the_metrics_address_is_bound_beside_the_command_lines(conf: ModuleType) -> None:
+    """At start the master listens on the metrics address as well as on --bind."""
+    master = _master("127.0.0.1:8001")
+    conf.on_starting(master)
+    assert master.cfg.bind == ["127.0.0.1:8001", f"127.0.0.1:{IngestSettings().metrics_port}"]
+
+
+def test_a_public_bind_on_the_metrics_port_is_refused(conf: ModuleType) -> None:
+    """A --bind on the metrics port (any host) would serve the API as metrics: gunicorn stops."""
+    with pytest.raises(ConfigurationError, match="metrics port"):
+        conf.on_starting(_master(f"10.0.0.1:{IngestSettings().metrics_port}"))
+
+
+def _master(*bind: str) -> SimpleNamespace:
+    """What on_starting reads of gunicorn's arbiter: its configuration, bound to ``bind``."""
+    cfg = Config()
+    cfg.set("bind", list(bind))
+    return SimpleNamespace(cfg=cfg)
 
 
 def test_without_a_directory_a_fresh_one_is_made_before_prometheus_is_imported() -> None:

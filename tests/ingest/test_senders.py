@@ -97,7 +97,7 @@ def test_tokens_are_checked_and_bad_ones_refused(
     assert _post(one, stream, scoped, legacy, "/send_emoji").status_code == 200
     elsewhere = {**legacy, "stream_id": "another-stream"}
     assert _problem(_post(one, stream, scoped, elsewhere, "/send_emoji"), 403)["reason"] == "scope"
-    assert metric(one.url, 'emostream_ingest_token_rejections_total{reason="scope"}') >= 3
+    assert metric(one, 'emostream_ingest_token_rejections_total{reason="scope"}') >= 3
 
 
 def test_the_sender_is_the_tokens_subject(

@@ -18,6 +18,7 @@ import requests
 from tests.conftest import Topics
 from tests.ingest.conftest import Server, metric, read_topic, serve
 from tests.support.ports import free_port
+from tests.support.servers import check_metrics_port_only
 
 pytestmark = pytest.mark.integration
 
@@ -210,11 +211,11 @@ def test_bad_input_is_a_json_4xx(
 ) -> None:
     """Each malformed body or header gets its 4xx as a problem document, and nothing is taken."""
     target = {"v1": f"/v1/streams/{stream}/reactions", "se": "/send_emoji"}.get(path, path)
-    before = metric(server.url, "emostream_ingest_events_accepted_total")
+    before = metric(server, "emostream_ingest_events_accepted_total")
     resp = requests.post(server.url + target, data=body, headers=headers, timeout=10)
     assert resp.status_code == status, resp.text
     _problem(resp)
-    assert metric(server.url, "emostream_ingest_events_accepted_total") == before
+    assert metric(server, "emostream_ingest_events_accepted_total") == before
 
 
 def test_chunked_bodies_are_read_whole_or_refused_as_too_large(server: Server, stream: str) -> None:
@@ -280,14 +281,14 @@ def test_probes_and_openapi(server: Server) -> None:
 def test_metrics_count_every_worker(server: Server, stream: str) -> None:
     """Whichever worker answers the scrape, the counters hold the requests of all of them."""
     name = 'emostream_ingest_events_accepted_total{api="v1"}'
-    before = metric(server.url, name)
+    before = metric(server, name)
     url = f"{server.url}/v1/streams/{stream}/reactions"
     for i in range(20):
         # A new connection each time: the two workers take turns accepting them.
         requests.post(url, json=[{"user_id": f"m{i}", "emoji": "👍"}] * 3, timeout=10)
-    scrapes = {metric(server.url, name) for _ in range(8)}
+    scrapes = {metric(server, name) for _ in range(8)}
     assert scrapes == {before + 60}
-    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    text = requests.get(server.metrics_url, timeout=10).text
     for family in (
         "emostream_ingest_requests_total",
         "emostream_ingest_request_duration_seconds",
@@ -297,6 +298,12 @@ def test_metrics_count_every_worker(server: Server, stream: str) -> None:
         "emostream_ingest_rate_limit_unchecked_requests_total",
     ):
         assert f"# TYPE {family} " in text, family
+
+
+def test_metrics_are_served_on_the_metrics_port_only(server: Server) -> None:
+    """/metrics is 404 on the public port (whatever the Host header says) and the metrics port
+    serves nothing else."""
+    check_metrics_port_only(server.url, server.metrics_url, "emostream_ingest_", "/healthz")
 
 
 # Backpressure and shutdown (servers of their own).
@@ -339,11 +346,11 @@ def test_full_producer_queue_answers_503_and_counts_nothing_accepted(
             assert int(resp.headers["Retry-After"]) >= 1
             assert resp.json()["type"] == "urn:emostream:problem:kafka-backpressure"
             assert resp.json()["accepted"] == 0
-        assert metric(server.url, 'emostream_ingest_events_accepted_total{api="v1"}') == 3
-        assert metric(server.url, 'emostream_ingest_events_accepted_total{api="send_emoji"}') == 0
+        assert metric(server, 'emostream_ingest_events_accepted_total{api="v1"}') == 3
+        assert metric(server, 'emostream_ingest_events_accepted_total{api="send_emoji"}') == 0
         rejected = 'emostream_ingest_events_rejected_total{reason="backpressure"}'
-        assert metric(server.url, rejected) == 4
-        assert metric(server.url, "emostream_ingest_producer_queue_depth") >= 3
+        assert metric(server, rejected) == 4
+        assert metric(server, "emostream_ingest_producer_queue_depth") >= 3
         ready = requests.get(f"{server.url}/readyz", timeout=10)
         assert ready.status_code == 503
         assert "Retry-After" in ready.headers

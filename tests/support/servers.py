@@ -5,14 +5,18 @@ under a :class:`ProcessDir` (in its own session, stopped with its workers by nam
 a module or a session shares; :func:`start_fronted_ingest` runs ingest the way the local stack
 does, gunicorn behind nginx. :func:`running` runs any command as a plain child process for the
 length of a ``with`` block, for a test that signals the server itself or a benchmark that
-compares several configurations one after the other.
+compares several configurations one after the other. A role's /metrics is on a metrics port of
+its own (:func:`check_metrics_port_only` holds a server to that).
 """
 
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from emostream.localstack import checks
 from emostream.localstack.process import ProcessDir
@@ -23,6 +27,15 @@ from tests.support.services import ROOT
 from tests.support.waiting import wait_until
 
 
+@dataclass(frozen=True)
+class Served:
+    """Where a server started by :func:`start_role` answers: its base URL, and its /metrics on
+    the metrics port."""
+
+    url: str
+    metrics_url: str
+
+
 def start_role(
     processes: ProcessDir,
     name: str,
@@ -31,15 +44,41 @@ def start_role(
     env: Mapping[str, str],
     *,
     timeout_s: float = 60,
-) -> str:
+) -> Served:
     """Serve ``role`` (ingest or fanout) under gunicorn's ``worker_class`` on a free loopback
-    port as process ``name``; return its base URL once ``/readyz`` answers 200.
+    port, its metrics on another, as process ``name``; return where, once ``/readyz`` answers
+    200.
     """
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
+    env = {**env, "EMOSTREAM_METRICS_PORT": str(metrics_port)}
     processes.start(name, gunicorn_command(role, port, worker_class), env, ROOT)
     url = f"http://127.0.0.1:{port}"
     wait_until(f"{role} server {name}", lambda: checks.http_ok(f"{url}/readyz"), timeout_s)
-    return url
+    return Served(url, f"http://127.0.0.1:{metrics_port}/metrics")
+
+
+def check_metrics_port_only(
+    url: str, metrics_url: str, family_prefix: str, public_path: str
+) -> None:
+    """Assert that the server at ``url`` serves /metrics at ``metrics_url`` and nowhere else.
+
+    The metrics port answers ``GET /metrics`` with the role's families (``family_prefix``) and
+    404 for ``public_path``; the public port answers /metrics with its 404 problem document,
+    even when the Host header names the metrics port (gunicorn derives SERVER_PORT from it).
+    """
+    metrics = requests.get(metrics_url, timeout=10)
+    assert metrics.status_code == 200
+    assert metrics.headers["Content-Type"].startswith("text/plain")
+    assert f"# TYPE {family_prefix}" in metrics.text
+    base = metrics_url.removesuffix("/metrics")
+    assert requests.get(base + public_path, timeout=10).status_code == 404
+    assert requests.post(metrics_url, timeout=10).status_code == 405
+    metrics_host = base.removeprefix("http://")
+    for headers in ({}, {"Host": metrics_host}):
+        public = requests.get(f"{url}/metrics", headers=headers, timeout=10)
+        assert public.status_code == 404, headers
+        assert public.headers["Content-Type"] == "application/problem+json", headers
+        assert family_prefix not in public.text
 
 
 def start_fronted_ingest(
@@ -61,6 +100,7 @@ def start_fronted_ingest(
         stack_dir=processes.run_dir.parent / name,
         ingest_port=free_port(),
         ingest_upstream_port=free_port(),
+        ingest_metrics_port=free_port(),
         **stack_settings,
     )
     stack = LocalStack(settings)

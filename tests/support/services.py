@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from emostream.localstack import checks
-from emostream.localstack.kafka import KafkaBroker, kafka_ready
+from emostream.localstack.kafka import KafkaBroker, SecuredListener, kafka_ready
 from emostream.localstack.process import ProcessDir
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
@@ -25,14 +25,18 @@ KAFKA_VERSION = "4.1.1"
 START_S = 120.0
 
 
-def local_broker(data_dir: Path, *, jars: Path, heap: str) -> KafkaBroker:
-    """A single-node KRaft broker on two free loopback ports, its config and storage ready."""
+def local_broker(
+    data_dir: Path, *, jars: Path, heap: str, secured_keystore: Path | None = None
+) -> KafkaBroker:
+    """A single-node KRaft broker on free loopback ports, its config and storage ready; with a
+    ``secured_keystore``, a SASL_SSL listener too."""
     broker = KafkaBroker(
         jars=jars,
         data_dir=data_dir,
         port=free_port(),
         controller_port=free_port(),
         heap=heap,
+        secured=secured_keystore and SecuredListener(free_port(), secured_keystore),
     )
     broker.prepare()
     return broker

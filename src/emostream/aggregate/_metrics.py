@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge, start_http_server
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
 from emostream.aggregate._transforms import INPUT_METRICS
+from emostream.common.kafka import AGGREGATE_GROUP_PREFIX, KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +244,8 @@ class BacklogProbe:
     so the probe measures exactly what a restarted query still has to read.
     """
 
-    def __init__(self, bootstrap_servers: str, listener: ProgressListener, interval_s: float):
-        self._bootstrap = bootstrap_servers
+    def __init__(self, kafka: KafkaConnection, listener: ProgressListener, interval_s: float):
+        self._kafka = kafka
         self._listener = listener
         self._interval_s = interval_s
         self._stop = threading.Event()
@@ -271,8 +272,8 @@ class BacklogProbe:
         if self._consumer is None:
             self._consumer = Consumer(
                 {
-                    "bootstrap.servers": self._bootstrap,
-                    "group.id": "emostream-aggregate-backlog-probe",
+                    **self._kafka.librdkafka(),
+                    "group.id": f"{AGGREGATE_GROUP_PREFIX}-backlog-probe",
                     "enable.auto.commit": False,
                 }
             )
@@ -297,8 +298,9 @@ class BacklogProbe:
                 self._consumer.close()
 
 
-def serve_metrics(port: int, addr: str = "0.0.0.0") -> WSGIServer:
-    """Expose the metrics on ``port`` (all interfaces by default: Prometheus scrapes the pod)."""
+def serve_metrics(port: int, addr: str) -> WSGIServer:
+    """Expose the metrics on ``addr:port`` (``metrics_host``: loopback on a laptop, every
+    interface in a pod, where Prometheus scrapes it)."""
     server, _thread = start_http_server(port, addr)
-    log.info("metrics endpoint up", extra={"port": port})
+    log.info("metrics endpoint up", extra={"host": addr, "port": port})
     return server

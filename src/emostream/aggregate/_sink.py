@@ -39,7 +39,7 @@ class SwarmSink:
         if self._producer is None:
             self._producer = Producer(
                 {
-                    "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                    **self.settings.kafka().librdkafka(),
                     "enable.idempotence": True,
                     "acks": "all",
                     "linger.ms": 2,

@@ -26,6 +26,7 @@ from emostream.aggregate._sink import SwarmSink
 from emostream.aggregate._transforms import swarm_updates
 from emostream.aggregate._warmup import warm_up
 from emostream.aggregate.settings import AggregateSettings
+from emostream.common.kafka import AGGREGATE_GROUP_PREFIX
 from emostream.common.logging import configure_logging
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,13 @@ def start_query(spark: SparkSession, settings: AggregateSettings) -> StreamingQu
     if not is_local(settings.checkpoint_location):
         spark.conf.unset(CHECKPOINT_MANAGER_KEY)
     epoch = Checkpoint(spark, settings.checkpoint_location).swarm_epoch()
+    kafka = settings.kafka()
+    kafka.log_start("aggregation")
     source = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .options(**kafka.spark_options())
+        # Consumer groups under one prefix, so one ACL covers them (docs/operations.md).
+        .option("groupIdPrefix", AGGREGATE_GROUP_PREFIX)
         .option("subscribe", settings.reactions_topic)
         .option("startingOffsets", settings.starting_offsets)
         .option("maxOffsetsPerTrigger", settings.max_offsets_per_trigger)
@@ -171,8 +176,8 @@ def main() -> None:
     listener = ProgressListener(lambda _name, batch: checkpoint.batch_watermark_ms(batch))
     spark.streams.addListener(listener)
     query = start_query(spark, settings)
-    serve_metrics(settings.metrics_port)
-    probe = BacklogProbe(settings.kafka_bootstrap_servers, listener, settings.backlog_probe_s)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
+    probe = BacklogProbe(settings.kafka(), listener, settings.backlog_probe_s)
     probe.start()
     autoscaler = None
     if settings.autoscale_executors:

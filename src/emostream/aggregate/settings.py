@@ -60,6 +60,12 @@ class AggregateSettings(CommonSettings):
         pattern=r"^(earliest|latest)$",
         description="Where a query without a checkpoint starts; earliest loses nothing.",
     )
+    metrics_host: str = Field(
+        endpoints.LOCAL_HOST,
+        min_length=1,
+        description="Address the Prometheus endpoint listens on (0.0.0.0 in a pod, so "
+        "Prometheus can scrape it).",
+    )
     metrics_port: int = Field(
         endpoints.AGGREGATE_METRICS_PORT, ge=1, le=65535, description="Prometheus endpoint port."
     )

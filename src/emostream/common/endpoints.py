@@ -9,6 +9,9 @@ INGEST_PORT = 8000
 FANOUT_PORT = 8080
 KAFKA_PORT = 9092
 REDIS_PORT = 6379
+# Each role's Prometheus /metrics, on a port of its own that no public address reaches.
+INGEST_METRICS_PORT = 9100
+FANOUT_METRICS_PORT = 9101
 AGGREGATE_METRICS_PORT = 9108
 
 INGEST_URL = f"http://{LOCAL_HOST}:{INGEST_PORT}"

@@ -1,7 +1,13 @@
-"""What the gunicorn configurations of ingest and fanout share: settings, hooks, metrics directory.
+"""What the gunicorn configurations of ingest and fanout share: settings, hooks, metrics directory
+and metrics address.
 
 :func:`server_config` gives the settings and hooks both services use; each ``gunicorn_conf``
 adds its worker model.
+
+Metrics are served on an address of their own (``metrics_host:metrics_port``), which the master
+listens on beside whatever ``--bind`` it was given, so no public port or proxy reaches them; the
+app tells the two apart by the socket a request came in on
+(:class:`emostream.common.apps.MetricsPort`).
 
 prometheus_client's multiprocess mode has every worker write its metrics to files in one
 directory, so a scrape answered by any worker reports them all. The library chooses that mode
@@ -18,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
+from emostream.common.errors import ConfigurationError
 from emostream.common.logging import gunicorn_logconfig
 
 #: Seconds a worker may be silent before the master kills it (gunicorn's default).
@@ -29,6 +36,10 @@ class GunicornSized(Protocol):
 
     @property
     def metrics_dir(self) -> str | None: ...
+    @property
+    def metrics_host(self) -> str: ...
+    @property
+    def metrics_port(self) -> int: ...
     @property
     def log_level(self) -> str: ...
     @property
@@ -43,7 +54,9 @@ def server_config(settings: GunicornSized, role: str, *, access_log_level: str) 
     Creates the metrics directory (and sets ``PROMETHEUS_MULTIPROC_DIR``), so it must run
     before anything imports prometheus_client.
     """
-    metrics = MultiprocessMetrics(settings.metrics_dir, role)
+    metrics = MultiprocessMetrics(
+        settings.metrics_dir, role, settings.metrics_host, settings.metrics_port
+    )
     return {
         "metrics_dir": metrics.dir,
         "workers": settings.workers,
@@ -61,18 +74,32 @@ def server_config(settings: GunicornSized, role: str, *, access_log_level: str) 
 
 
 class MultiprocessMetrics:
-    """The metrics directory of one gunicorn master and its workers, and the hooks that tend it."""
+    """The metrics of one gunicorn master and its workers: the directory they write to, the
+    address they are served on, and the hooks that tend them."""
 
-    def __init__(self, configured_dir: str | None, role: str) -> None:
+    def __init__(self, configured_dir: str | None, role: str, host: str, port: int) -> None:
         self._made = configured_dir is None
         self.dir = configured_dir or tempfile.mkdtemp(prefix=f"emostream-{role}-metrics-")
         # prometheus_client reads this itself, in the master and in the workers it forks.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.dir
+        self.port = port
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def on_starting(self, server: Any) -> None:
-        """gunicorn hook, the master starts: clear files a previous server left behind."""
+        """gunicorn hook, the master starts: clear files a previous server left behind, and
+        listen on the metrics address too.
+
+        The address is added to ``bind`` here because ``--bind`` on the command line replaces
+        the configuration's ``bind``, and the master calls this hook before it opens its
+        listeners (``Arbiter.start``). A SIGHUP reload would read ``--bind`` again without it;
+        nothing here reloads gunicorn.
+        """
         for stale in Path(self.dir).glob("*.db"):
             stale.unlink(missing_ok=True)
+        # The app takes a request on this port for a scrape, so no public address may share it.
+        if any(isinstance(a, tuple) and a[1] == self.port for a in server.cfg.address):
+            raise ConfigurationError(f"--bind and the metrics port {self.port} must differ")
+        server.cfg.set("bind", [*server.cfg.bind, self.address])
 
     def child_exit(self, server: Any, worker: Any) -> None:
         """gunicorn hook, a worker died or stopped: its live gauges stop counting."""

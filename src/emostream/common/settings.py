@@ -6,11 +6,12 @@ reads ``os.environ``. Complex values (the emoji valence map) are given as JSON.
 
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emostream.common import endpoints
 from emostream.common.emoji import DEFAULT_VALENCE
+from emostream.common.kafka import KafkaConnection, SaslMechanism, SecurityProtocol
 from emostream.common.registry import Mode, RegistryConfig
 from emostream.common.tokens import TokenKeys
 
@@ -24,6 +25,21 @@ class CommonSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = Field(
         endpoints.KAFKA_BOOTSTRAP_SERVERS, description="Comma-separated Kafka bootstrap servers."
+    )
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="How clients reach Kafka: PLAINTEXT (the one-machine stack), SSL, "
+        "SASL_PLAINTEXT or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        "SCRAM-SHA-512", description="SASL mechanism of the SASL_* protocols."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name (SASL_* only).")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (SASL_* only).")
+    kafka_ssl_ca_location: str | None = Field(
+        None,
+        description="PEM file of the CA certificates that signed the brokers' (SSL and SASL_SSL); "
+        "unset trusts the system's.",
     )
     redis_url: str = Field(endpoints.REDIS_URL, description="Redis connection URL.")
     reactions_topic: TopicName = "reactions"
@@ -44,6 +60,23 @@ class CommonSettings(BaseSettings):
         if bad:
             raise ValueError(f"valences must lie in [-1, 1]: {bad}")
         return value
+
+    @model_validator(mode="after")
+    def _kafka_connection_complete(self) -> "CommonSettings":
+        self.kafka()
+        return self
+
+    def kafka(self) -> KafkaConnection:
+        """How this process's Kafka clients connect (raises ConfigurationError when incomplete)."""
+        password = self.kafka_sasl_password
+        return KafkaConnection(
+            bootstrap_servers=self.kafka_bootstrap_servers,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=password.get_secret_value() if password else None,
+            ssl_ca_location=self.kafka_ssl_ca_location,
+        )
 
     @property
     def emojis(self) -> tuple[str, ...]:
@@ -66,6 +99,12 @@ class ServerSettings(CommonSettings):
         "(prometheus_client's multiprocess mode), so /metrics covers every worker. "
         "gunicorn_conf makes a fresh directory when it is unset; an app without it (tests) keeps "
         "its metrics in memory.",
+    )
+    metrics_host: str = Field(
+        endpoints.LOCAL_HOST,
+        min_length=1,
+        description="Address the metrics port listens on, beside gunicorn's --bind; /metrics is "
+        "served there only (0.0.0.0 in a pod, so Prometheus can scrape it).",
     )
 
     # Signed tokens (JWTs): how they are checked. See emostream.common.tokens for the claims.

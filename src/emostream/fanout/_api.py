@@ -111,11 +111,12 @@ class FanoutApi:
         runtime = self._runtime
         runtime.start()
         if not runtime.ready:
-            detail = (
-                "draining: feeds are moving to other pods"
-                if runtime.hub.closing
-                else f"not yet reading every partition of {self._settings.swarms_topic!r}"
-            )
+            if runtime.hub.closing:
+                detail = "draining: feeds are moving to other pods"
+            else:
+                refused = runtime.upstream.credentials.refusal() if runtime.upstream else None
+                topic = self._settings.swarms_topic
+                detail = refused or f"not yet reading every partition of {topic!r}"
             return HttpProblemError(
                 503,
                 detail,
@@ -130,11 +131,6 @@ class FanoutApi:
                 "connections": runtime.hub.connections(),
             }
         )
-
-    def metrics(self) -> Response:
-        """``GET /metrics``: every worker's ``emostream_fanout_*`` metrics."""
-        body, content_type = self._runtime.metrics.exposition()
-        return Response(body, content_type=content_type)
 
     # Steps of opening a feed.
 

@@ -28,6 +28,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from emostream.common.errors import EmostreamError, InvalidEventError
 from emostream.common.events import now_ms
+from emostream.common.kafka import FANOUT_GROUP, CredentialCheck
 from emostream.fanout._hub import Hub
 from emostream.fanout._swarm import Swarm
 from emostream.fanout.settings import FanoutSettings
@@ -90,6 +91,7 @@ class Upstream:
         self.settings = settings
         self.hub = hub
         self.stats = UpstreamStats()
+        self.credentials = CredentialCheck(settings.kafka())
         self._factory = consumer_factory
         self._clock = clock
         self._stop = threading.Event()
@@ -116,6 +118,7 @@ class Upstream:
         with self._start_lock:
             if self._thread is not None:
                 return
+            self.settings.kafka().log_start("fanout")
             self._thread = threading.Thread(
                 target=self._run, name="emostream-fanout-upstream", daemon=True
             )
@@ -131,10 +134,11 @@ class Upstream:
 
     def _config(self) -> dict[str, Any]:
         return {
-            "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+            **self.settings.kafka().librdkafka(),
+            "error_cb": self.credentials.note,
             # librdkafka insists on a group id, but partitions are assigned by hand and no
             # offset is ever committed, so the group is never joined.
-            "group.id": "emostream-fanout",
+            "group.id": FANOUT_GROUP,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": False,

@@ -6,7 +6,10 @@ Routes (see ``openapi.json`` beside this module for the full contract):
 - ``GET /v1/streams/<stream_id>/events``: Server-Sent Events, one ``swarm`` event per update.
 - ``GET /v1/streams/<stream_id>/ws``: a WebSocket carrying the same JSON objects.
 - ``GET /watch/<stream_id>``: the live viewer page.
-- ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``GET /openapi.json``.
+- ``GET /healthz``, ``GET /readyz``, ``GET /openapi.json``.
+
+``GET /metrics`` is served on the metrics port only (``metrics_host:metrics_port``, which
+gunicorn_conf binds beside ``--bind``); on the public port it is 404.
 
 Both feeds resume after the id given as ``Last-Event-ID`` (or the ``last_event_id`` query
 parameter, which a page can set when it reconnects by hand); without one, a viewer starts from
@@ -48,6 +51,7 @@ def create_app(
         settings, connect_upstream=connect_upstream, consumer_factory=consumer_factory
     )
     FanoutApi(runtime).register(app)
+    apps.serve_metrics_port(app, settings.metrics_port, runtime.metrics.exposition)
     apps.attach_runtime(app, runtime)
     return app
 

@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from emostream.common import endpoints
 from emostream.common.settings import ServerSettings
 
 #: How long gunicorn keeps an idle HTTP connection open for a next request (read by
@@ -171,11 +172,18 @@ class FanoutSettings(ServerSettings):
         description="Time limit of the consumer's metadata and offset lookups at start-up.",
     )
 
-    # Server sizing, read by gunicorn_conf.
+    # Server sizing and the metrics port, read by gunicorn_conf.
     workers: int = Field(
         1,
         ge=1,
         description="gunicorn worker processes; each holds its own Kafka consumer and buffers.",
+    )
+    metrics_port: int = Field(
+        endpoints.FANOUT_METRICS_PORT,
+        ge=1,
+        le=65535,
+        description="Port of fanout's Prometheus /metrics (every worker's), on metrics_host; the "
+        "public port answers /metrics with 404.",
     )
     graceful_timeout_s: int = Field(
         10,

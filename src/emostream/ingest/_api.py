@@ -151,14 +151,6 @@ class IngestApi:
             headers={"Retry-After": str(self._settings.retry_after_s)},
         ).to_response()
 
-    def metrics(self) -> Response:
-        """``GET /metrics``: the metrics of every worker in the Prometheus text format."""
-        m = self._metrics
-        m.queue_depth.set(self._sink.queue_depth())
-        m.live_streams.set(self._registry.live_count())
-        body, content_type = self._metrics.exposition()
-        return Response(body, status=200, content_type=content_type)
-
     def openapi(self) -> Response:
         """``GET /openapi.json``: the hand-written OpenAPI 3.1 document."""
         return Response(self._openapi, status=200, mimetype="application/json")

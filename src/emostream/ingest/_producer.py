@@ -28,6 +28,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from emostream.common.errors import BackpressureError
+from emostream.common.kafka import CredentialCheck
 from emostream.ingest._metrics import IngestMetrics
 from emostream.ingest._validation import KafkaMessage
 from emostream.ingest.settings import IngestSettings
@@ -100,13 +101,14 @@ class ReactionProducer:
         self._ready_lock = threading.Lock()
         self._ready: tuple[float, Readiness] | None = None
         self._delivery_log = _Throttle(10.0)
+        self._credentials = CredentialCheck(settings.kafka())
         self._error_log = _Throttle(10.0)
 
     def config(self) -> dict[str, Any]:
         """The librdkafka configuration, callbacks included."""
         s = self._settings
         return {
-            "bootstrap.servers": s.kafka_bootstrap_servers,
+            **s.kafka().librdkafka(),
             "client.id": "emostream-ingest",
             "enable.idempotence": True,
             "acks": "all",
@@ -242,6 +244,7 @@ class ReactionProducer:
                 client.abandon()
                 client = self._current = None
             if client is None:
+                self._settings.kafka().log_start("ingest")
                 client = self._current = _Client(self.config(), self._metrics)
                 log.info(
                     "Kafka producer created",
@@ -259,6 +262,9 @@ class ReactionProducer:
         try:
             metadata = client.producer.list_topics(topic, timeout=timeout)
         except KafkaException as e:
+            refused = self._credentials.refusal()
+            if refused is not None:
+                return Readiness(False, refused)
             return Readiness(False, f"no Kafka metadata within {timeout:g} s: {e.args[0]}")
         info = metadata.topics.get(topic)
         if info is None or info.error is not None:
@@ -296,6 +302,8 @@ class ReactionProducer:
             self._metrics.delivery_latency.labels(stage, quantile).set(seconds)
 
     def _on_error(self, err: KafkaError) -> None:
+        if self._credentials.note(err):
+            return
         if err.fatal():
             # An idempotent producer stops for good on a fatal error; the next request gets a
             # fresh client instead of failing forever.

@@ -72,6 +72,13 @@ class IngestRuntime:
             TokenVerifier(settings.token_keys()) if settings.sender_tokens != "off" else None
         )
 
+    def exposition(self) -> tuple[bytes, str]:
+        """The metrics of every worker in the Prometheus text format, and its content type:
+        what the metrics port answers (:class:`emostream.common.apps.MetricsPort`)."""
+        self.metrics.queue_depth.set(self.sink.queue_depth())
+        self.metrics.live_streams.set(self.registry.live_count())
+        return self.metrics.exposition()
+
     def flush(self, why: str) -> None:
         """Deliver what was accepted before the worker exits, within the shutdown bound."""
         remaining = self.sink.flush(self.settings.shutdown_flush_timeout_s)

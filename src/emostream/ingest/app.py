@@ -6,7 +6,10 @@ Routes (see :mod:`emostream.ingest.openapi` for the full contract):
 - ``POST /send_emoji``: one reaction in the original clients' format, 200.
 - ``POST /v1/streams/<stream_id>/reactions``: one reaction or a batch, 202.
 - ``PUT`` / ``DELETE /v1/streams/<stream_id>``: the admin API of the stream registry.
-- ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``GET /openapi.json``.
+- ``GET /healthz``, ``GET /readyz``, ``GET /openapi.json``.
+
+``GET /metrics`` is served on the metrics port only (``metrics_host:metrics_port``, which
+gunicorn_conf binds beside ``--bind``); on the public port it is 404.
 
 Creating the app makes no Kafka or Redis client (gunicorn may fork after it); the first request
 that needs one does.
@@ -51,6 +54,7 @@ def create_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.forwarded_for_hops)  # type: ignore[method-assign]
     runtime = IngestRuntime(settings, sink=sink, limiter=limiter, registry=registry)
     IngestApi(runtime).register(app)
+    apps.serve_metrics_port(app, settings.metrics_port, runtime.exposition)
     apps.attach_runtime(app, runtime)
     return app
 

@@ -161,18 +161,6 @@ def openapi_document(settings: IngestSettings) -> dict[str, Any]:
                     },
                 }
             },
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "summary": "Prometheus metrics (emostream_ingest_*) of the answering worker.",
-                    "responses": {
-                        "200": {
-                            "description": "Prometheus text exposition format.",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",

@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from emostream.common import endpoints
 from emostream.common.settings import ServerSettings
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
@@ -165,8 +166,15 @@ class IngestSettings(ServerSettings):
         description="How long a stopping worker waits for queued events to reach Kafka.",
     )
 
-    # Server sizing, read by gunicorn_conf.
+    # Server sizing and the metrics port, read by gunicorn_conf.
     workers: int = Field(2, ge=1, description="gunicorn worker processes.")
+    metrics_port: int = Field(
+        endpoints.INGEST_METRICS_PORT,
+        ge=1,
+        le=65535,
+        description="Port of ingest's Prometheus /metrics (every worker's), on metrics_host; the "
+        "public port answers /metrics with 404.",
+    )
     threads: int = Field(8, ge=1, description="Request threads per gunicorn worker (gthread).")
     graceful_timeout_s: int = Field(
         20,

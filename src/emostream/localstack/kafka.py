@@ -40,6 +40,20 @@ logger.started.level = INFO
 
 
 @dataclass(frozen=True)
+class SecuredListener:
+    """A second listener speaking SASL_SSL with SCRAM-SHA-512, and ACLs enforced on it.
+
+    The one-machine stack has none: it talks plaintext. The test suite adds one to its broker
+    to run Emostream's clients the way a shared cluster makes them run. Clients of the plaintext
+    listener are super users (the ACLs bind only the SCRAM users), so its admin tools keep working.
+    """
+
+    port: int
+    #: PEM file holding the broker's private key (unencrypted PKCS#8) and its certificate chain.
+    keystore: Path
+
+
+@dataclass(frozen=True)
 class KafkaBroker:
     """Files and command line of one local KRaft broker."""
 
@@ -48,6 +62,7 @@ class KafkaBroker:
     port: int
     controller_port: int
     heap: str = "512m"
+    secured: SecuredListener | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -80,7 +95,29 @@ class KafkaBroker:
             # A laptop stack keeps a few hours of data, not a week.
             "log.retention.hours": "6",
         }
+        if self.secured is not None:
+            props.update(self._secured_properties(self.secured))
         return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _secured_properties(self, secured: SecuredListener) -> dict[str, str]:
+        address = f"SASL_SSL://127.0.0.1:{secured.port}"
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},{address},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},{address}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,"
+            "CONTROLLER:PLAINTEXT",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            # The broker checks SCRAM credentials kept in the cluster's metadata.
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(secured.keystore.resolve()),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # The plaintext listener's and the controller's clients.
+            "super.users": "User:ANONYMOUS",
+        }
 
     def prepare(self) -> None:
         """Write the config and format storage the first time; later calls change nothing."""

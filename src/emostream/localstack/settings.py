@@ -26,6 +26,9 @@ class StackSettings(CommonSettings):
         8001, ge=1, le=65535, description="Ingest's gunicorn, behind nginx on ingest_port."
     )
     fanout_port: int = Field(endpoints.FANOUT_PORT, ge=1, le=65535)
+    # Each role's /metrics, on loopback ports of their own (the roles' metrics_port).
+    ingest_metrics_port: int = Field(endpoints.INGEST_METRICS_PORT, ge=1, le=65535)
+    fanout_metrics_port: int = Field(endpoints.FANOUT_METRICS_PORT, ge=1, le=65535)
     aggregate_metrics_port: int = Field(endpoints.AGGREGATE_METRICS_PORT, ge=1, le=65535)
     reactions_partitions: int = Field(6, ge=1)
     swarms_partitions: int = Field(3, ge=1)

@@ -32,6 +32,18 @@ class Part:
     url: str = ""
     #: Variables this part gets on top of the stack's environment.
     env: Mapping[str, str] = field(default_factory=dict)
+    #: The port of its Prometheus /metrics, if it has one (may be ``port`` itself).
+    metrics_port: int | None = None
+
+    @property
+    def ports(self) -> set[int]:
+        """Every port the part listens on."""
+        return {self.port} if self.metrics_port is None else {self.port, self.metrics_port}
+
+    @property
+    def metrics_url(self) -> str:
+        """Where its Prometheus metrics are; empty if it has none."""
+        return "" if self.metrics_port is None else f"http://127.0.0.1:{self.metrics_port}/metrics"
 
 
 class LocalStack:
@@ -54,7 +66,7 @@ class LocalStack:
         ingest = f"http://127.0.0.1:{s.ingest_port}"
         upstream = f"http://127.0.0.1:{s.ingest_upstream_port}"
         fanout = f"http://127.0.0.1:{s.fanout_port}"
-        metrics = f"http://127.0.0.1:{s.aggregate_metrics_port}/metrics"
+        aggregate_metrics = f"http://127.0.0.1:{s.aggregate_metrics_port}/metrics"
         self.parts = [
             Part(
                 "kafka",
@@ -75,8 +87,10 @@ class LocalStack:
                 "aggregate",
                 s.aggregate_metrics_port,
                 lambda: [sys.executable, "-m", "emostream.aggregate"],
-                lambda: checks.http_ok(metrics, "emostream_aggregate_query_active 1.0"),
-                url=metrics,
+                lambda: checks.http_ok(aggregate_metrics, "emostream_aggregate_query_active 1.0"),
+                url=aggregate_metrics,
+                env={"EMOSTREAM_METRICS_PORT": str(s.aggregate_metrics_port)},
+                metrics_port=s.aggregate_metrics_port,
             ),
             # Clients reach ingest through nginx, which reads each request whole before
             # gunicorn's threads see it (emostream.localstack.nginx says why).
@@ -87,7 +101,11 @@ class LocalStack:
                 lambda: checks.http_ok(f"{upstream}/readyz"),
                 url=upstream,
                 # The client's address (per-address rate limit) is nginx's X-Forwarded-For.
-                env={"EMOSTREAM_FORWARDED_FOR_HOPS": "1"},
+                env={
+                    "EMOSTREAM_FORWARDED_FOR_HOPS": "1",
+                    "EMOSTREAM_METRICS_PORT": str(s.ingest_metrics_port),
+                },
+                metrics_port=s.ingest_metrics_port,
             ),
             Part(
                 "nginx",
@@ -102,6 +120,8 @@ class LocalStack:
                 lambda: gunicorn_command("fanout", s.fanout_port, "gevent"),
                 lambda: checks.http_ok(f"{fanout}/readyz"),
                 url=fanout,
+                env={"EMOSTREAM_METRICS_PORT": str(s.fanout_metrics_port)},
+                metrics_port=s.fanout_metrics_port,
             ),
         ]
 
@@ -161,7 +181,6 @@ class LocalStack:
             "EMOSTREAM_SWARMS_TOPIC": s.swarms_topic,
             "EMOSTREAM_SPARK_JARS": ",".join(str(j) for j in jars),
             "EMOSTREAM_CHECKPOINT_LOCATION": str(self.root / "checkpoints" / "aggregate"),
-            "EMOSTREAM_METRICS_PORT": str(s.aggregate_metrics_port),
         }
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -180,11 +199,13 @@ class LocalStack:
             if self.procs.running_pid(part.name) is not None and part.ready():
                 say(f"  {part.name:<10} already running  {part.url}")
                 continue
-            if self.procs.running_pid(part.name) is None and not checks.port_free(part.port):
-                raise StackError(
-                    f"port {part.port} is in use by another program, and {part.name} needs it: "
-                    f"stop that program or choose another port (EMOSTREAM_*_PORT)"
-                )
+            if self.procs.running_pid(part.name) is None:
+                taken = [port for port in sorted(part.ports) if not checks.port_free(port)]
+                if taken:
+                    raise StackError(
+                        f"port {taken[0]} is in use by another program, and {part.name} needs "
+                        f"it: stop that program or choose another port (EMOSTREAM_*_PORT)"
+                    )
             if self.procs.running_pid(part.name) is None:
                 cmd = part.command()
                 env = env or self.child_env()
@@ -216,11 +237,11 @@ class LocalStack:
             if self.procs.stop(part.name, grace_s=20):
                 say(f"  {part.name:<10} stopped")
 
-    def status(self) -> Iterator[tuple[str, int | None, bool, str]]:
-        """(name, pid or None, ready, url) for every part."""
+    def status(self) -> Iterator[tuple[str, int | None, bool, str, str]]:
+        """(name, pid or None, ready, url, metrics url or "") for every part."""
         for part in self.parts:
             pid = self.procs.running_pid(part.name)
-            yield part.name, pid, pid is not None and part.ready(), part.url
+            yield part.name, pid, pid is not None and part.ready(), part.url, part.metrics_url
 
     def tail(self, name: str, lines: int = 30) -> str:
         """The last ``lines`` lines of a part's log."""
