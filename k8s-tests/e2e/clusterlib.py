@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,19 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from brokerlib import (
+    ADMIN,
+    CLIENT_PRELUDE,
+    SETUP,
+    SETUP_WAIT_S,
+    EnvValue,
+    Identity,
+    client_env,
+    client_volume,
+    env_var,
+    secrets_manifest,
+    setup_env,
+)
 from kubernetes import client
 from tests.support.waiting import WaitTimeoutError, wait_until
 
@@ -32,6 +45,8 @@ RELEASE = "e2e"
 CHART_VALUES = [CHART / "ci" / "kind-values.yaml", HERE / "values.yaml"]
 # Object names are <fullname>-<component>; a fixed fullname keeps them independent of RELEASE.
 FULLNAME = "emostream"
+#: The Job that creates the broker's users, ACLs and topics (brokerlib.SETUP).
+SETUP_JOB = "kafka-setup"
 #: How often a wait on the cluster asks again (each ask is a kubectl or HTTP round trip).
 POLL_S = 0.5
 
@@ -53,24 +68,38 @@ def kafka_version() -> str:
 
 
 def kafka_manifest(release: str = RELEASE) -> str:
-    """kafka.yaml: the broker, its NetworkPolicy (admitting ``release``'s Kafka clients) and
-    the Job making the topics."""
+    """kafka.yaml: the broker (its start script, StatefulSet and Service) and its NetworkPolicy,
+    admitting ``release``'s Kafka clients."""
     manifest = (HERE / "kafka.yaml").read_text()
     manifest = manifest.replace("KAFKA_VERSION", kafka_version())
-    manifest = manifest.replace("EMOSTREAM_VERSION", version())
     return manifest.replace("RELEASE", release)
 
 
-def python_job(name: str, script: str, env: dict[str, str], *, cpu: str = "100m") -> str:
+def python_job(
+    name: str,
+    script: str,
+    env: Mapping[str, EnvValue],
+    *,
+    cpu: str = "100m",
+    kafka: Identity = ADMIN,
+) -> str:
     """A Job manifest running ``script`` with the ingest image's Python (confluent-kafka and
     the emostream package), ``env`` in its environment, labelled so that kafka.yaml's
-    NetworkPolicy admits it, as restricted as the chart's own pods."""
+    NetworkPolicy admits it, as restricted as the chart's own pods.
+
+    It is a Kafka client of the run's broker signed in as ``kafka`` (the admin unless told):
+    the contract's ``EMOSTREAM_KAFKA_*`` variables, the CA mounted, and ``KAFKA`` (librdkafka's
+    connection settings) defined before ``script`` runs (brokerlib.CLIENT_PRELUDE).
+    """
+    ca_volume, ca_mount = client_volume()
+    variables = {**client_env(kafka), **env}
     container = {
         "name": "main",
         "image": f"emostream/ingest:{version()}",
         "imagePullPolicy": "IfNotPresent",
-        "command": ["python", "-u", "-c", script],
-        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "command": ["python", "-u", "-c", CLIENT_PRELUDE + script],
+        "env": [env_var(k, v) for k, v in variables.items()],
+        "volumeMounts": [ca_mount],
         "resources": {"requests": {"cpu": cpu, "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -95,6 +124,7 @@ def python_job(name: str, script: str, env: dict[str, str], *, cpu: str = "100m"
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [container],
+                    "volumes": [ca_volume],
                 },
             },
         },
@@ -272,15 +302,30 @@ class Cluster:
             raise
 
     def start_kafka(self, release: str = RELEASE) -> None:
-        """Apply kafka.yaml (the broker, its NetworkPolicy admitting ``release``'s clients, the
-        topics Job) and wait until the topics exist."""
+        """The run's broker: its Secrets (a new CA, certificate and passwords), kafka.yaml (the
+        broker and its NetworkPolicy admitting ``release``'s clients), then the setup Job (users,
+        ACLs, topics); returns once that Job succeeded."""
+        self.run("kubectl", "apply", "-f", "-", stdin=secrets_manifest(self.namespace))
         self.run("kubectl", "apply", "-f", "-", stdin=kafka_manifest(release))
-        self.wait(
-            "the Kafka topics to be created",
-            lambda: self.get("job", "kafka-topics")["status"].get("succeeded"),
-            300,
-            interval_s=2,
-        )
+        job = python_job(SETUP_JOB, SETUP, setup_env())
+        self.run("kubectl", "apply", "-f", "-", stdin=job)
+        self.wait_job(SETUP_JOB, SETUP_WAIT_S + 60)
+
+    def wait_job(self, name: str, timeout_s: float) -> str:
+        """Wait until Job ``name`` has succeeded and return its log; fail at once, with the
+        log, if it failed."""
+        status: dict[str, Any] = {}
+
+        def done() -> bool:
+            status.clear()
+            status.update(self.get("job", name)["status"])
+            return bool(status.get("succeeded") or status.get("failed"))
+
+        self.wait(lambda: f"job/{name} to finish: {status}", done, timeout_s, interval_s=2)
+        log = self.run("kubectl", "logs", f"job/{name}")
+        if status.get("failed"):
+            raise AssertionError(f"job/{name} failed:\n{log}")
+        return log
 
     def dump_diagnostics(self) -> None:
         """Print events and the end of every pod's log, to explain a failed wait."""

@@ -1,8 +1,9 @@
 """Fixtures that install the chart on a real cluster (the one KUBECONFIG names) for one run.
 
 A run gets its own namespace. Into it go a single-node KRaft Kafka broker (kafka.yaml, from the
-image images.sh builds, since the chart's Strimzi operator may not be installed) with the chart's
-two topics, then the chart itself (`helm install`, kafka.provider=external), and the run waits
+image images.sh builds, since the chart's Strimzi operator may not be installed), secured with
+TLS, SCRAM users and ACLs made for the run (brokerlib.py), with the chart's two topics, then the
+chart itself (`helm install`, kafka.provider=external over SASL_SSL), and the run waits
 until every pod is ready, printing each change as it happens. Tests reach ingest and fanout
 through `kubectl port-forward` on 127.0.0.1. At the end the release is uninstalled and the
 namespace deleted, whatever the tests did; EMOSTREAM_E2E_KEEP=1 keeps both for a look. The
@@ -88,16 +89,17 @@ def cluster(progress: Progress) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def kafka(cluster: Cluster, progress: Progress) -> None:
-    """The in-cluster broker (kafka.<namespace>.svc:9092) with the chart's topics."""
+    """The in-cluster broker (SASL_SSL on kafka.<namespace>.svc:9093) with the chart's users,
+    their ACLs and topics."""
     start = progress.elapsed()
-    progress.say("applying kafka.yaml; waiting for the broker and its topics")
+    progress.say("applying the broker's Secrets and kafka.yaml; waiting for users, ACLs, topics")
     cluster.start_kafka()
-    progress.mark("kafka ready with topics", start)
+    progress.mark("kafka ready: users, ACLs, topics", start)
 
 
 def _chart_values() -> list[str]:
     """The values every helm command of the run gives the chart (values.yaml names the broker
-    kafka.yaml runs)."""
+    kafka.yaml runs, SASL_SSL, and the Secret brokerlib.py makes with the role users)."""
     return [
         *(arg for f in CHART_VALUES for arg in ("-f", str(f))),
         "--set", f"fullnameOverride={FULLNAME}",

@@ -252,7 +252,7 @@ def read():
 for _ in range(int(os.environ["VIEWERS"])):
     connect()
 threading.Thread(target=read, daemon=True).start()
-producer = Producer({"bootstrap.servers": "kafka:9092", "linger.ms": 5})
+producer = Producer({**KAFKA, "linger.ms": 5})
 window = int(time.time() * 1000) // 2000 * 2000
 counts = {"🔥": 40, "❤️": 12}
 batch, tick, started = 0, 0.05, time.monotonic()

@@ -37,7 +37,8 @@ SUMMED = (
 )
 #: Produces REACTIONS reactions of one stream as fast as one process can (far faster than one
 #: executor reads them: the point is a backlog), spread over the partitions as ingest's user-id
-#: keys spread them, then waits for Kafka to acknowledge every one. Each block of reactions
+#: keys spread them, then waits for Kafka to acknowledge every one. As the admin (KAFKA: the
+#: harness's client settings, clusterlib.python_job). Each block of reactions
 #: shares one encoded message per emoji, stamped with the block's time.
 PRODUCER = """
 import os, sys, time
@@ -46,8 +47,8 @@ from emostream.common.events import Reaction
 
 n, stream = int(os.environ["REACTIONS"]), os.environ["STREAM"]
 emojis = os.environ["EMOJIS"].split(",")  # one string each: ❤️ is two code points
-producer = Producer({"bootstrap.servers": "kafka:9092", "linger.ms": 20, "batch.size": 1000000,
-                     "compression.type": "lz4", "queue.buffering.max.messages": 1000000})
+producer = Producer({**KAFKA, "linger.ms": 20, "batch.size": 1000000, "compression.type": "lz4",
+                     "queue.buffering.max.messages": 1000000})
 keys = [f"u{i}".encode() for i in range(1000)]
 errors = []
 def delivered(err, _msg):

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -583,6 +584,323 @@ def check_graceful_shutdown(objects: list[Obj]) -> list[str]:
                 f"{name_of(dep)}: grace {spec['terminationGracePeriodSeconds']} s "
                 f"<= preStop {pause} s + graceful timeout {graceful} s"
             )
+    return problems
+
+
+# --- pods by role, metrics ports and Kafka clients ---------------------------------------------
+
+#: The name of every role's Prometheus port (container port and Service port alike).
+METRICS = "metrics"
+#: The component label of the chart's `helm test` pod.
+TEST_COMPONENT = "test"
+
+
+@dataclass(frozen=True)
+class PodView:
+    """One pod the release runs, whoever creates it: its labels, containers and volumes."""
+
+    owner: str
+    labels: dict[str, str]
+    containers: list[Obj]
+    volumes: list[Obj]
+
+    @property
+    def role(self) -> str:
+        """Its app.kubernetes.io/component label."""
+        return self.labels.get("app.kubernetes.io/component", "")
+
+    @property
+    def metrics_ports(self) -> set[int]:
+        """The numbers of its container ports named ``metrics``."""
+        return {
+            int(p["containerPort"])
+            for c in self.containers
+            for p in c.get("ports") or []
+            if p.get("name") == METRICS
+        }
+
+
+def pod_views(objects: Iterable[Obj]) -> list[PodView]:
+    """Every pod of the release: workloads, Pods, the executor template and the pods a
+    SparkApplication has the Spark Operator create (its driver and executor fields)."""
+    objects = list(objects)
+    views = []
+    for owner, obj, spec in pod_specs(objects):
+        labels = (
+            obj["metadata"] if obj.get("kind") == "Pod" else obj["spec"]["template"]["metadata"]
+        ).get("labels", {})
+        views.append(PodView(owner, labels, spec.get("containers", []), spec.get("volumes") or []))
+    for app in of_kind(objects, "SparkApplication"):
+        for role in ("driver", "executor"):
+            pod = app["spec"][role]
+            container = {"name": role} | {
+                key: pod[key] for key in ("env", "ports", "volumeMounts") if key in pod
+            }
+            views.append(
+                PodView(
+                    f"{name_of(app)}.{role}",
+                    pod.get("labels", {}),
+                    [container],
+                    app["spec"].get("volumes") or [],
+                )
+            )
+    return views
+
+
+def is_metrics_service(service: Obj) -> bool:
+    """Whether a Service carries only ports named ``metrics`` (a scrape target, never public)."""
+    ports = service["spec"].get("ports") or []
+    return bool(ports) and all(p.get("name") == METRICS for p in ports)
+
+
+def _public_service(service: Obj, numbers: set[int]) -> list[str]:
+    def leads_to_metrics(port: Obj) -> bool:
+        return (
+            port.get("name") == METRICS
+            or port.get("targetPort") == METRICS
+            or port.get("port") in numbers
+            or port.get("targetPort") in numbers
+        )
+
+    return [
+        f"{name_of(service)}: public Service exposes a metrics port: {port}"
+        for port in service["spec"].get("ports") or []
+        if leads_to_metrics(port)
+    ]
+
+
+def _ingress_backends(ingress: Obj) -> list[Obj]:
+    spec = ingress["spec"]
+    backends = [spec["defaultBackend"]] if "defaultBackend" in spec else []
+    for rule in spec.get("rules") or []:
+        backends += [path["backend"] for path in (rule.get("http") or {}).get("paths", [])]
+    return backends
+
+
+def _ingress(ingress: Obj, services: dict[str, Obj], numbers: set[int]) -> list[str]:
+    problems = []
+    for backend in _ingress_backends(ingress):
+        target = backend["service"]
+        service = services.get(target["name"])
+        port = target.get("port") or {}
+        if service is None:
+            problems.append(f"{name_of(ingress)}: routes to Service {target['name']}, not rendered")
+        elif (
+            is_metrics_service(service)
+            or port.get("name") == METRICS
+            or port.get("number") in numbers
+        ):
+            problems.append(f"{name_of(ingress)}: routes to a metrics port: {target}")
+    return problems
+
+
+def _monitors(objects: list[Obj], services: dict[str, Obj], views: list[PodView]) -> list[str]:
+    problems = []
+    scraped: list[dict[str, str]] = []
+    for monitor in of_kind(objects, "ServiceMonitor"):
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        problems += [
+            f"{name_of(monitor)}: scrapes port {e.get('port')!r}, not {METRICS!r}"
+            for e in monitor["spec"]["endpoints"]
+            if e.get("port") != METRICS
+        ]
+        for service in services.values():
+            if not matches(selector, service["metadata"].get("labels", {})):
+                continue
+            if is_metrics_service(service):
+                scraped.append(service["spec"]["selector"])
+            else:
+                problems.append(f"{name_of(monitor)}: selects {name_of(service)}, a public Service")
+    for monitor in of_kind(objects, "PodMonitor"):
+        selector = monitor["spec"]["selector"]
+        if not any(selects_any(selector, [(v.owner, v.labels)]) for v in views):
+            continue  # pods an operator runs (Strimzi's), with their own port names
+        problems += [
+            f"{name_of(monitor)}: scrapes port {e.get('port')!r}, not {METRICS!r}"
+            for e in monitor["spec"]["podMetricsEndpoints"]
+            if e.get("port") != METRICS
+        ]
+        scraped.append(selector.get("matchLabels") or {})
+    if of_kind(objects, "ServiceMonitor") or of_kind(objects, "PodMonitor"):
+        problems += [
+            f"{v.owner}: no monitor scrapes its metrics port"
+            for v in views
+            if v.metrics_ports and not any(matches(sel, v.labels) for sel in scraped)
+        ]
+    return problems
+
+
+def check_metrics_exposure(objects: list[Obj]) -> list[str]:
+    """Metrics ports are reached only through metrics Services: headless, carrying nothing else,
+    selected by the monitors (which scrape port ``metrics``); no public Service port and no
+    Ingress route leads to one."""
+    views = pod_views(objects)
+    numbers = set().union(*(v.metrics_ports for v in views))
+    services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
+    problems = []
+    for service in services.values():
+        spec = service["spec"]
+        if not is_metrics_service(service):
+            problems += _public_service(service, numbers)
+        elif spec.get("clusterIP") != "None" or spec.get("type", "ClusterIP") != "ClusterIP":
+            problems.append(f"{name_of(service)}: a metrics Service that is not headless")
+    for ingress in of_kind(objects, "Ingress"):
+        problems += _ingress(ingress, services, numbers)
+    return problems + _monitors(objects, services, views)
+
+
+def _peer_key(peer: Obj) -> str:
+    return json.dumps(peer, sort_keys=True)
+
+
+def _test_pod_only(peer: Obj, views: list[PodView]) -> bool:
+    """Whether a peer is a pod selector of the `helm test` pod and of no other rendered pod."""
+    if set(peer) != {"podSelector"}:
+        return False
+    chosen = {v.role for v in views if selects_any(peer["podSelector"], [(v.owner, v.labels)])}
+    return chosen == {TEST_COMPONENT}
+
+
+def check_metrics_policies(objects: list[Obj], scrapers: list[Obj]) -> list[str]:
+    """Every NetworkPolicy of a pod with a metrics port admits exactly ``scrapers`` and the
+    `helm test` pod to that port, and opens no rule to every port."""
+    views = pod_views(objects)
+    wanted = sorted(_peer_key(p) for p in scrapers)
+    problems = []
+    for policy in of_kind(objects, "NetworkPolicy"):
+        selector = policy["spec"]["podSelector"]
+        selected = [v for v in views if selects_any(selector, [(v.owner, v.labels)])]
+        numbers = set().union(*(v.metrics_ports for v in selected))
+        if not numbers:
+            continue
+        admitted = False
+        for rule in policy["spec"].get("ingress") or []:
+            ports = {p.get("port") for p in rule.get("ports") or []}
+            peers = rule.get("from") or []
+            if not ports:
+                problems.append(f"{name_of(policy)}: a rule admits {peers or 'all'} to every port")
+            elif ports & ({METRICS} | numbers):
+                admitted = True
+                tests = [p for p in peers if _test_pod_only(p, views)]
+                others = sorted(_peer_key(p) for p in peers if p not in tests)
+                if len(tests) != 1 or others != wanted:
+                    problems.append(f"{name_of(policy)}: the metrics port admits {peers or 'all'}")
+        if not admitted:
+            problems.append(f"{name_of(policy)}: nothing may scrape the metrics port")
+    return problems
+
+
+KAFKA_ENV = "EMOSTREAM_KAFKA_"
+
+
+def kafka_clients(objects: Iterable[Obj]) -> list[tuple[PodView, Obj]]:
+    """(pod, container) of every container the chart points at Kafka."""
+    return [
+        (view, container)
+        for view in pod_views(objects)
+        for container in view.containers
+        if any(e["name"] == f"{KAFKA_ENV}BOOTSTRAP_SERVERS" for e in container.get("env") or [])
+    ]
+
+
+def env_value(container: Obj, name: str) -> str | None:
+    """The literal value of an environment variable (None when unset or from a reference)."""
+    for entry in container.get("env") or []:
+        if entry["name"] == name:
+            value: str | None = entry.get("value")
+            return value
+    return None
+
+
+def env_secret(container: Obj, name: str) -> tuple[str, str] | None:
+    """The (Secret, key) an environment variable is read from, if it is."""
+    for entry in container.get("env") or []:
+        if entry["name"] == name:
+            ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
+            return (ref["name"], ref["key"]) if ref else None
+    return None
+
+
+def mounted_secret_file(view: PodView, container: Obj, path: str) -> tuple[str, str] | None:
+    """The (Secret, key) a file in a container comes from, if a Secret volume holds it."""
+    volumes = {v["name"]: v for v in view.volumes}
+    for mount in container.get("volumeMounts") or []:
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        secret = volumes.get(mount["name"], {}).get("secret")
+        if not path.startswith(prefix) or secret is None:
+            continue
+        relative = path.removeprefix(prefix)
+        for item in secret.get("items") or [{"key": relative, "path": relative}]:
+            if item["path"] == relative:
+                return secret["secretName"], item["key"]
+    return None
+
+
+def _kafka_credentials(where: str, role: str, container: Obj, users: dict[str, Obj]) -> list[str]:
+    user = env_value(container, f"{KAFKA_ENV}SASL_USERNAME")
+    password = env_secret(container, f"{KAFKA_ENV}SASL_PASSWORD")
+    if password is None:
+        return [f"{where}: no SASL password from a Secret"]
+    if not env_value(container, f"{KAFKA_ENV}SASL_MECHANISM"):
+        return [f"{where}: no SASL mechanism"]
+    if users:  # Strimzi: the role's own KafkaUser, whose Secret has its name
+        own = f"{RELEASE}-{role}"
+        problems = [] if own in users else [f"{where}: KafkaUser {own} is not rendered"]
+        if user != own:
+            problems.append(f"{where}: user name {user!r}, not its own KafkaUser {own}")
+        if password != (own, "password"):
+            problems.append(f"{where}: password from {password}, not its KafkaUser's Secret")
+        return problems
+    secret = password[0]
+    wanted = ((secret, f"{role}-username"), (secret, f"{role}-password"))
+    got = (env_secret(container, f"{KAFKA_ENV}SASL_USERNAME"), password)
+    return [] if got == wanted else [f"{where}: credentials from {got}, not {wanted}"]
+
+
+def _kafka_client(view: PodView, container: Obj, objects: list[Obj]) -> list[str]:
+    where = f"{view.owner} container {container['name']}"
+    protocol = env_value(container, f"{KAFKA_ENV}SECURITY_PROTOCOL") or ""
+    bootstrap = env_value(container, f"{KAFKA_ENV}BOOTSTRAP_SERVERS") or ""
+    users = {u["metadata"]["name"]: u for u in of_kind(objects, "KafkaUser")}
+    problems = []
+    if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        problems.append(f"{where}: security protocol {protocol!r}")
+    kafkas = of_kind(objects, "Kafka")
+    ca_secret = None
+    if kafkas:
+        (listener,) = kafkas[0]["spec"]["kafka"]["listeners"]
+        secured = (listener.get("authentication") or {}).get("type") == "scram-sha-512"
+        if protocol != ("SASL_SSL" if secured else "PLAINTEXT"):
+            problems.append(f"{where}: {protocol} to a listener {listener}")
+        if not bootstrap.endswith(f":{listener['port']}"):
+            problems.append(f"{where}: bootstrap {bootstrap}, listener port {listener['port']}")
+        if secured:
+            ca_secret = (f"{kafkas[0]['metadata']['name']}-cluster-ca-cert", "ca.crt")
+    sasl_env = {f"{KAFKA_ENV}{n}" for n in ("SASL_MECHANISM", "SASL_USERNAME", "SASL_PASSWORD")}
+    if protocol.startswith("SASL_"):
+        problems += _kafka_credentials(where, view.role, container, users)
+    elif sasl_env & {e["name"] for e in container.get("env") or []}:
+        problems.append(f"{where}: SASL settings with {protocol}")
+    ca = env_value(container, f"{KAFKA_ENV}SSL_CA_LOCATION")
+    if ca is not None:
+        source = mounted_secret_file(view, container, ca)
+        if not protocol.endswith("SSL"):
+            problems.append(f"{where}: a CA file with {protocol}")
+        if source is None or source[1] != "ca.crt":
+            problems.append(f"{where}: CA file {ca} is no Secret's key ca.crt ({source})")
+        elif ca_secret and source != ca_secret:
+            problems.append(f"{where}: CA from {source}, not Strimzi's {ca_secret}")
+    elif ca_secret:
+        problems.append(f"{where}: no CA for the TLS listener")
+    return problems
+
+
+def check_kafka_clients(objects: list[Obj]) -> list[str]:
+    """Every Kafka client speaks the protocol of the listener it is given, as its own user (its
+    KafkaUser's Secret, or its keys of kafka.external.existingSecret), with the CA mounted."""
+    problems = []
+    for view, container in kafka_clients(objects):
+        problems += _kafka_client(view, container, objects)
     return problems
 
 

@@ -138,3 +138,51 @@ def test_a_short_grace_period_is_caught() -> None:
     assert chartlib.check_graceful_shutdown(objects) == [
         "Deployment/emostream-ingest: grace 20 s <= preStop 5 s + graceful timeout 20 s"
     ]
+
+
+def test_a_metrics_port_on_a_public_service_or_ingress_is_caught() -> None:
+    """The metrics port added to ingest's public Service, an Ingress routed to fanout's metrics
+    Service, and a monitor scraping the public port are each reported."""
+    objects = broken("full-values.yaml")
+    ingest = chartlib.find(objects, "Service", "emostream-ingest")
+    ingest["spec"]["ports"].append({"name": "scrape", "port": 9100, "targetPort": "metrics"})
+    ingress = chartlib.find(objects, "Ingress", "emostream-fanout")
+    ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"] = {
+        "name": "emostream-fanout-metrics",
+        "port": {"number": 9101},
+    }
+    monitor = chartlib.find(objects, "ServiceMonitor", "emostream-aggregate")
+    monitor["spec"]["endpoints"][0]["port"] = "http"
+    problems = chartlib.check_metrics_exposure(objects)
+    assert any(p.startswith("Service/emostream-ingest: public Service exposes") for p in problems)
+    assert any(p.startswith("Ingress/emostream-fanout: routes to a metrics port") for p in problems)
+    assert "ServiceMonitor/emostream-aggregate: scrapes port 'http', not 'metrics'" in problems
+
+
+def test_a_metrics_port_open_to_everyone_is_caught() -> None:
+    """A NetworkPolicy rule admitting anyone to fanout's metrics port is reported."""
+    objects = broken("external-values.yaml")
+    policy = chartlib.find(objects, "NetworkPolicy", "emostream-fanout")
+    rule = next(r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "metrics")
+    del rule["from"]
+    scrapers = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert chartlib.check_metrics_policies(objects, scrapers) == [
+        "NetworkPolicy/emostream-fanout: the metrics port admits all"
+    ]
+
+
+def test_a_client_with_another_roles_credentials_is_caught() -> None:
+    """ingest reading fanout's KafkaUser Secret, and fanout without the CA, are reported."""
+    objects = broken()
+    env = container(objects, "Deployment", "emostream-ingest")["env"]
+    password = next(e for e in env if e["name"] == "EMOSTREAM_KAFKA_SASL_PASSWORD")
+    password["valueFrom"]["secretKeyRef"]["name"] = "emostream-fanout"
+    fanout = container(objects, "Deployment", "emostream-fanout")
+    fanout["env"] = [e for e in fanout["env"] if e["name"] != "EMOSTREAM_KAFKA_SSL_CA_LOCATION"]
+    assert chartlib.check_kafka_clients(objects) == [
+        "Deployment/emostream-fanout container fanout: no CA for the TLS listener",
+        "Deployment/emostream-ingest container ingest: password from ('emostream-fanout', "
+        "'password'), not its KafkaUser's Secret",
+    ]

@@ -147,7 +147,7 @@ def test_kafka_is_kraft_with_topics_and_exporter() -> None:
     ][0]["env"]
     assert {
         "name": "EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS",
-        "value": f"{kafka['metadata']['name']}-kafka-bootstrap.{chartlib.NAMESPACE}.svc:9092",
+        "value": f"{kafka['metadata']['name']}-kafka-bootstrap.{chartlib.NAMESPACE}.svc:9093",
     } in env
     assert "EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS" not in bootstrap
 
@@ -182,15 +182,17 @@ def test_kafka_listener_admits_only_the_kafka_clients() -> None:
     assert "networkPolicyPeers" not in kafka["spec"]["kafka"]["listeners"][0]
 
 
-def test_aggregation_metrics_admit_the_scraper_and_the_helm_test_pod() -> None:
-    """With networkPolicy.metricsFrom naming Prometheus, the aggregation's metrics port admits
-    it and the chart's `helm test` pod (which reads that port), and nothing else."""
+@pytest.mark.parametrize("role", ["ingest", "fanout", "aggregate"])
+def test_metrics_ports_admit_the_scraper_and_the_helm_test_pod(role: str) -> None:
+    """With networkPolicy.metricsFrom naming Prometheus, each role's metrics port admits it and
+    the chart's `helm test` pod (which reads that port), and nothing else."""
     monitoring = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
     objects = chartlib.render(
         None, ["networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"]
     )
-    policy = chartlib.find(objects, "NetworkPolicy", f"{chartlib.RELEASE}-aggregate")
-    (rule,) = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == 9108]
+    policy = chartlib.find(objects, "NetworkPolicy", f"{chartlib.RELEASE}-{role}")
+    (rule,) = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "metrics"]
+    assert [p["port"] for p in rule["ports"]] == ["metrics"]
     peers = rule["from"]
     assert monitoring in peers
     (pod_peer,) = [p["podSelector"] for p in peers if "podSelector" in p]

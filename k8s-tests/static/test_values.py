@@ -163,8 +163,14 @@ def test_chart_managed_settings_cannot_be_set_in_config() -> None:
         props = set(defs[section]["properties"])
         assert not props & {
             "kafka_bootstrap_servers",
+            "kafka_security_protocol",
+            "kafka_sasl_mechanism",
+            "kafka_sasl_username",
+            "kafka_sasl_password",
+            "kafka_ssl_ca_location",
             "redis_url",
             "spark_master",
+            "metrics_host",
             "metrics_port",
             "checkpoint_location",
         }, section

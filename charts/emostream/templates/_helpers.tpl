@@ -104,26 +104,149 @@ chart's appVersion.
 {{- end -}}
 {{- end -}}
 
-{{/* Kafka bootstrap servers: the Strimzi cluster's bootstrap Service, or the external list. */}}
+{{/* The Strimzi Kafka resource's name. */}}
 {{- define "emostream.kafkaClusterName" -}}
 {{- default (printf "%s-kafka" (include "emostream.fullname" .)) .Values.kafka.strimzi.clusterName -}}
 {{- end -}}
 
-{{- define "emostream.kafkaBootstrapServers" -}}
-{{- if eq .Values.kafka.provider "strimzi" -}}
-{{- printf "%s-kafka-bootstrap.%s.svc:9092" (include "emostream.kafkaClusterName" .) .Release.Namespace -}}
+{{/* Whether the Strimzi cluster has the TLS + SCRAM-SHA-512 listener and one KafkaUser per role. */}}
+{{- define "emostream.strimziSecured" -}}
+{{- if and (eq .Values.kafka.provider "strimzi") (eq .Values.kafka.strimzi.security "scram-tls") -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+How the Kafka clients connect, as JSON, decided once for the env, volume and port helpers:
+  bootstrap    the bootstrap servers
+  ports        the brokers' ports (egress NetworkPolicies)
+  protocol     EMOSTREAM_KAFKA_SECURITY_PROTOCOL
+  mechanism    the SASL mechanism ("" without SASL)
+  credentials  where each role's user name and password come from: "kafkauser" (the role's
+               KafkaUser and the Secret Strimzi makes for it), "secret" (kafka.external.existingSecret)
+               or "" (no SASL)
+  caSecret     the Secret whose key ca.crt holds the brokers' CA ("" trusts the system CAs)
+*/}}
+{{- define "emostream.kafkaConnection" -}}
+{{- $k := .Values.kafka -}}
+{{- $c := dict "protocol" "PLAINTEXT" "mechanism" "" "credentials" "" "caSecret" "" -}}
+{{- if eq $k.provider "strimzi" -}}
+{{- $cluster := include "emostream.kafkaClusterName" . -}}
+{{- if include "emostream.strimziSecured" . -}}
+{{- $_ := set $c "ports" (list 9093) -}}
+{{- $_ := set $c "protocol" "SASL_SSL" -}}
+{{- $_ := set $c "mechanism" "SCRAM-SHA-512" -}}
+{{- $_ := set $c "credentials" "kafkauser" -}}
+{{- /* Strimzi's cluster CA signs the brokers' certificates; this Secret holds its certificate. */ -}}
+{{- $_ := set $c "caSecret" (printf "%s-cluster-ca-cert" $cluster) -}}
 {{- else -}}
-{{- .Values.kafka.external.bootstrapServers -}}
+{{- $_ := set $c "ports" (list 9092) -}}
+{{- end -}}
+{{- $_ := set $c "bootstrap" (printf "%s-kafka-bootstrap.%s.svc:%d" $cluster .Release.Namespace (int (first $c.ports))) -}}
+{{- else -}}
+{{- $e := $k.external -}}
+{{- $_ := set $c "bootstrap" $e.bootstrapServers -}}
+{{- $_ := set $c "ports" $e.ports -}}
+{{- $_ := set $c "protocol" $e.securityProtocol -}}
+{{- if hasPrefix "SASL_" $e.securityProtocol -}}
+{{- $_ := set $c "mechanism" $e.saslMechanism -}}
+{{- $_ := set $c "credentials" "secret" -}}
+{{- end -}}
+{{- if and (hasSuffix "SSL" $e.securityProtocol) $e.existingSecret $e.caFromSecret -}}
+{{- $_ := set $c "caSecret" $e.existingSecret -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $c -}}
+{{- end -}}
+
+{{/* The Kafka ports egress NetworkPolicies allow: the listener the clients use. */}}
+{{- define "emostream.kafkaPorts" -}}
+{{- (include "emostream.kafkaConnection" . | fromJson).ports | toJson -}}
+{{- end -}}
+
+{{/* Where the brokers' CA certificate is mounted in a Kafka client's container. */}}
+{{- define "emostream.kafkaCaDir" -}}/etc/emostream/kafka{{- end -}}
+
+{{/*
+The Kafka environment of one role (dict "root" $ "component" "ingest"): the bootstrap servers,
+the security protocol and, as the connection needs them, the role's SASL user name and password
+(from its KafkaUser's Secret or from kafka.external.existingSecret, never from a ConfigMap) and
+the CA file the volume of emostream.kafkaVolume holds.
+*/}}
+{{- define "emostream.kafkaEnv" -}}
+{{- $root := .root -}}
+{{- $c := include "emostream.kafkaConnection" $root | fromJson -}}
+- name: EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS
+  value: {{ $c.bootstrap | quote }}
+- name: EMOSTREAM_KAFKA_SECURITY_PROTOCOL
+  value: {{ $c.protocol | quote }}
+{{- if eq $c.credentials "kafkauser" }}
+{{- $user := include "emostream.componentName" (dict "root" $root "component" .component) }}
+- name: EMOSTREAM_KAFKA_SASL_MECHANISM
+  value: {{ $c.mechanism | quote }}
+# The KafkaUser's name is its user name; Strimzi keeps its password in a Secret of that name.
+- name: EMOSTREAM_KAFKA_SASL_USERNAME
+  value: {{ $user | quote }}
+- name: EMOSTREAM_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $user }}
+      key: password
+{{- else if eq $c.credentials "secret" }}
+- name: EMOSTREAM_KAFKA_SASL_MECHANISM
+  value: {{ $c.mechanism | quote }}
+- name: EMOSTREAM_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.kafka.external.existingSecret }}
+      key: {{ printf "%s-username" .component }}
+- name: EMOSTREAM_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.kafka.external.existingSecret }}
+      key: {{ printf "%s-password" .component }}
+{{- end }}
+{{- if $c.caSecret }}
+- name: EMOSTREAM_KAFKA_SSL_CA_LOCATION
+  value: {{ printf "%s/ca.crt" (include "emostream.kafkaCaDir" $root) | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The volume holding the brokers' CA certificate (ca.crt of emostream.kafkaConnection's caSecret),
+and its mount (emostream.kafkaVolumeMount); both empty when the clients trust the system CAs.
+Only the processes that open Kafka connections need it: Spark's executors get the PEM from their
+driver with the query's options.
+*/}}
+{{- define "emostream.kafkaVolume" -}}
+{{- with (include "emostream.kafkaConnection" . | fromJson).caSecret -}}
+- name: kafka-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
 {{- end -}}
 {{- end -}}
 
-{{/* The Kafka ports egress NetworkPolicies allow. */}}
-{{- define "emostream.kafkaPorts" -}}
-{{- if eq .Values.kafka.provider "strimzi" -}}
-{{- list 9092 | toJson -}}
-{{- else -}}
-{{- .Values.kafka.external.ports | toJson -}}
+{{- define "emostream.kafkaVolumeMount" -}}
+{{- if (include "emostream.kafkaConnection" . | fromJson).caSecret -}}
+- name: kafka-ca
+  mountPath: {{ include "emostream.kafkaCaDir" . }}
+  readOnly: true
 {{- end -}}
+{{- end -}}
+
+{{/*
+The component (label and name suffix) of the Service that carries a role's metrics port and
+nothing else (dict "root" $ "component" "ingest"): <role>-metrics for the web tiers, whose public
+Services must not carry it; the driver's own headless Service for the aggregation.
+*/}}
+{{- define "emostream.metricsServiceComponent" -}}
+{{- if eq .component "aggregate" -}}aggregate{{- else -}}{{ printf "%s-metrics" .component }}{{- end -}}
+{{- end -}}
+
+{{/* That Service's name: the `service` label of the role's scraped series. */}}
+{{- define "emostream.metricsServiceName" -}}
+{{- include "emostream.componentName" (dict "root" .root "component" (include "emostream.metricsServiceComponent" .)) -}}
 {{- end -}}
 
 {{/* The in-chart Redis URL (only meaningful with redis.provider=chart). */}}
@@ -132,12 +255,13 @@ chart's appVersion.
 {{- end -}}
 
 {{/*
-Environment variables for Kafka and Redis, shared by every role. Redis comes from a Secret when
-redis.external.existingSecret is set, so a password never lands in a ConfigMap.
+Environment variables for Kafka and Redis of one role (dict "root" $ "component" "ingest"). Kafka
+credentials and a Redis URL from redis.external.existingSecret come from Secrets, so a password
+never lands in a ConfigMap.
 */}}
 {{- define "emostream.connectionEnv" -}}
-- name: EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS
-  value: {{ include "emostream.kafkaBootstrapServers" . | quote }}
+{{ include "emostream.kafkaEnv" . }}
+{{- with .root }}
 {{- if and (eq .Values.redis.provider "external") .Values.redis.external.existingSecret }}
 - name: EMOSTREAM_REDIS_URL
   valueFrom:
@@ -150,6 +274,7 @@ redis.external.existingSecret is set, so a password never lands in a ConfigMap.
 {{- else }}
 - name: EMOSTREAM_REDIS_URL
   value: {{ include "emostream.redisUrl" . | quote }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -291,15 +416,19 @@ lookup (install, upgrade, --dry-run=server); under helm template and lint the li
 
 {{/*
 The ConfigMap data of one role: the shared settings (config), the role's own
-(<role>.config) and, for the aggregation, what the chart decides. Call with
+(<role>.config) and what the chart decides (the metrics address; the aggregation's master,
+checkpoint and executor scaling; the web tiers' access settings). Call with
 (dict "root" $ "component" "ingest").
 */}}
 {{- define "emostream.roleSettings" -}}
 {{- $root := .root -}}
 {{- $settings := deepCopy (index $root.Values .component "config") -}}
+{{- /* /metrics on its own port only (the named container port `metrics`), on every address of
+the pod so Prometheus reaches it; the NetworkPolicies admit networkPolicy.metricsFrom there. */ -}}
+{{- $_ := set $settings "metrics_host" "0.0.0.0" -}}
+{{- $_ := set $settings "metrics_port" (index $root.Values .component "metrics" "port") -}}
 {{- if eq .component "aggregate" -}}
 {{- $_ := set $settings "spark_master" "k8s://https://kubernetes.default.svc:443" -}}
-{{- $_ := set $settings "metrics_port" $root.Values.aggregate.metrics.port -}}
 {{- $_ := set $settings "checkpoint_location" (include "emostream.checkpointLocation" $root) -}}
 {{- $_ := set $settings "autoscale_executors" true -}}
 {{- end -}}
@@ -321,5 +450,5 @@ The ConfigMap data of one role: the shared settings (config), the role's own
 
 {{/* A checksum of one role's settings and connection environment, for its pods' annotations. */}}
 {{- define "emostream.configChecksum" -}}
-{{- printf "%s\n%s" (include "emostream.roleSettings" .) (include "emostream.connectionEnv" .root) | sha256sum -}}
+{{- printf "%s\n%s" (include "emostream.roleSettings" .) (include "emostream.connectionEnv" .) | sha256sum -}}
 {{- end -}}

@@ -4,22 +4,30 @@ to change. Included once, from configmap.yaml.
 */}}
 {{- define "emostream.validate" -}}
 {{- $v := .Values -}}
-{{- $managed := list "kafka_bootstrap_servers" "redis_url" -}}
+{{- /* Settings the chart derives from kafka.*, redis.* and <role>.metrics: never from config. */ -}}
+{{- $managed := list "kafka_bootstrap_servers" "kafka_security_protocol" "kafka_sasl_mechanism" "kafka_sasl_username" "kafka_sasl_password" "kafka_ssl_ca_location" "redis_url" "metrics_host" "metrics_port" -}}
+{{- $managedBy := "kafka.* (Kafka address, security and credentials), redis.* or <role>.metrics.port instead" -}}
 {{- range $role := list "ingest" "fanout" "aggregate" -}}
 {{- range $key := $managed -}}
 {{- if hasKey (index $v $role "config") $key -}}
-{{- fail (printf "%s.config.%s is set by the chart: use kafka.* / redis.* instead" $role $key) -}}
+{{- fail (printf "%s.config.%s is set by the chart: use %s" $role $key $managedBy) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
 {{- range $key := $managed -}}
 {{- if hasKey $v.config $key -}}
-{{- fail (printf "config.%s is set by the chart: use kafka.* / redis.* instead" $key) -}}
+{{- fail (printf "config.%s is set by the chart: use %s" $key $managedBy) -}}
 {{- end -}}
 {{- end -}}
-{{- range $key := list "spark_master" "metrics_port" "checkpoint_location" "autoscale_executors" -}}
+{{- /* The metrics port is a port of its own: never the public one. */ -}}
+{{- range $role, $public := dict "ingest" 8000 "fanout" 8080 -}}
+{{- if eq (int (index $v $role "metrics" "port")) $public -}}
+{{- fail (printf "%s.metrics.port must differ from %s's public port %d: /metrics is served on a port of its own" $role $role $public) -}}
+{{- end -}}
+{{- end -}}
+{{- range $key := list "spark_master" "checkpoint_location" "autoscale_executors" -}}
 {{- if hasKey $v.aggregate.config $key -}}
-{{- fail (printf "aggregate.config.%s is set by the chart (aggregate.mode, aggregate.metrics.port, aggregate.checkpoint; executors always follow the backlog within min_executors..max_executors)" $key) -}}
+{{- fail (printf "aggregate.config.%s is set by the chart (aggregate.mode, aggregate.checkpoint; executors always follow the backlog within min_executors..max_executors)" $key) -}}
 {{- end -}}
 {{- end -}}
 {{- $tokens := $v.access.tokens -}}
@@ -29,8 +37,20 @@ to change. Included once, from configmap.yaml.
 {{- if and $tokens.existingSecret (not (or $tokens.secretKey $tokens.publicKeyKey)) -}}
 {{- fail "access.tokens.existingSecret needs access.tokens.secretKey (HS256) or access.tokens.publicKeyKey (PEM)" -}}
 {{- end -}}
-{{- if and (eq $v.kafka.provider "external") (not $v.kafka.external.bootstrapServers) -}}
+{{- if eq $v.kafka.provider "external" -}}
+{{- $e := $v.kafka.external -}}
+{{- if not $e.bootstrapServers -}}
 {{- fail "kafka.provider=external needs kafka.external.bootstrapServers" -}}
+{{- end -}}
+{{- if and (hasPrefix "SASL_" $e.securityProtocol) (not $e.existingSecret) -}}
+{{- fail (printf "kafka.external.securityProtocol=%s needs kafka.external.existingSecret: a Secret with the keys ingest-username, ingest-password, aggregate-username, aggregate-password, fanout-username, fanout-password (and ca.crt for SASL_SSL with caFromSecret)" $e.securityProtocol) -}}
+{{- end -}}
+{{- if and $e.existingSecret (eq $e.securityProtocol "PLAINTEXT") -}}
+{{- fail "kafka.external.existingSecret is read only with kafka.external.securityProtocol SSL, SASL_PLAINTEXT or SASL_SSL; set the protocol the brokers speak, or leave existingSecret empty" -}}
+{{- end -}}
+{{- if and (eq $e.securityProtocol "SSL") $e.existingSecret (not $e.caFromSecret) -}}
+{{- fail "kafka.external.existingSecret with securityProtocol=SSL holds only the CA (ca.crt), but kafka.external.caFromSecret is false: set caFromSecret=true, or leave existingSecret empty to trust the system CAs" -}}
+{{- end -}}
 {{- end -}}
 {{- if and (eq $v.redis.provider "external") (not (or $v.redis.external.url $v.redis.external.existingSecret)) -}}
 {{- fail "redis.provider=external needs redis.external.url or redis.external.existingSecret" -}}

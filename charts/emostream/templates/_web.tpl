@@ -1,7 +1,9 @@
 {{/*
 The two HTTP tiers, ingest and fanout, share one shape: a Deployment of gunicorn pods behind a
-Service, with probes, a preStop pause, a PodDisruptionBudget, a ServiceAccount, an optional
-Ingress and a NetworkPolicy. Each template below takes
+public Service, with probes, a preStop pause, a PodDisruptionBudget, a ServiceAccount, an
+optional Ingress and a NetworkPolicy. /metrics is served on a second port, the named container
+port `metrics` (<component>.metrics.port), which only a headless metrics Service names, for the
+ServiceMonitors; no public Service port or Ingress reaches it. Each template below takes
 (dict "root" $ "component" "ingest" "port" 8000).
 */}}
 
@@ -63,14 +65,19 @@ spec:
           image: {{ include "emostream.image" (dict "root" $root "image" $c.image) | quote }}
           imagePullPolicy: {{ include "emostream.pullPolicy" (dict "root" $root "image" $c.image) }}
           ports:
+            # The public API / feeds.
             - name: http
               containerPort: {{ .port }}
+              protocol: TCP
+            # /metrics only (EMOSTREAM_METRICS_PORT); the public port answers it 404.
+            - name: metrics
+              containerPort: {{ $c.metrics.port }}
               protocol: TCP
           envFrom:
             - configMapRef:
                 name: {{ include "emostream.componentName" $ctx }}
           env:
-            {{- include "emostream.connectionEnv" $root | nindent 12 }}
+            {{- include "emostream.connectionEnv" $ctx | nindent 12 }}
             {{- include "emostream.accessEnv" $ctx | nindent 12 }}
             {{- with $c.extraEnv }}
             {{- toYaml . | nindent 12 }}
@@ -102,11 +109,13 @@ spec:
             # gunicorn's worker heartbeat files and the metrics of every worker (memory-backed).
             - name: tmp
               mountPath: /tmp
+            {{- with include "emostream.kafkaVolumeMount" $root }}{{ . | nindent 12 }}{{- end }}
       volumes:
         - name: tmp
           emptyDir:
             medium: Memory
             sizeLimit: 64Mi
+        {{- with include "emostream.kafkaVolume" $root }}{{ . | nindent 8 }}{{- end }}
 {{- end -}}
 
 {{- define "emostream.web.service" -}}
@@ -128,9 +137,40 @@ spec:
   selector:
     {{- include "emostream.componentSelectorLabels" $ctx | nindent 4 }}
   ports:
+    # The public port only: /metrics is on the metrics Service below.
     - name: http
       port: {{ $c.service.port }}
       targetPort: http
+      protocol: TCP
+{{- end -}}
+
+{{- /*
+The tier's metrics Service, <fullname>-<component>-metrics: headless (no virtual IP; Prometheus
+scrapes each pod), never exposed, selected by the tier's ServiceMonitor through its component
+label <component>-metrics. It lists pods that are not ready too: a pod that cannot reach Kafka
+is when its metrics matter.
+*/}}
+{{- define "emostream.web.metricsService" -}}
+{{- $root := .root -}}
+{{- $c := index $root.Values .component -}}
+{{- $ctx := dict "root" $root "component" .component -}}
+{{- $metrics := dict "root" $root "component" (include "emostream.metricsServiceComponent" $ctx) -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "emostream.componentName" $metrics }}
+  labels:
+    {{- include "emostream.componentLabels" $metrics | nindent 4 }}
+spec:
+  type: ClusterIP
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector:
+    {{- include "emostream.componentSelectorLabels" $ctx | nindent 4 }}
+  ports:
+    - name: metrics
+      port: {{ $c.metrics.port }}
+      targetPort: metrics
       protocol: TCP
 {{- end -}}
 

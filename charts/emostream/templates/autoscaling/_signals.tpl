@@ -8,9 +8,9 @@ every partition of swarms in each worker), so neither has a consumer-group lag t
 fanout's delivery lag is the lag that is its work.
 */}}
 
-{{/* PromQL selector of one tier's scraped series (its Service's targets). */}}
+{{/* PromQL selector of one tier's scraped series (its metrics Service's targets). */}}
 {{- define "emostream.autoscaling.selector" -}}
-namespace="{{ .root.Release.Namespace }}",service="{{ include "emostream.componentName" . }}"
+namespace="{{ .root.Release.Namespace }}",service="{{ include "emostream.metricsServiceName" . }}"
 {{- end -}}
 
 {{/* KEDA prometheus trigger query: the tier's total, divided by the target per pod by KEDA. */}}
