@@ -122,19 +122,33 @@ def test_the_sender_is_the_tokens_subject(
 def test_the_rate_limit_holds_per_token_identity_across_servers(
     servers: tuple[Server, Server], stream: str
 ) -> None:
-    """One subject's burst is shared by both servers, whatever user ids the bodies invent; a
-    second subject has its own."""
+    """One subject's burst is shared by both servers, whatever user ids the bodies invent, once
+    their rounds with Redis have run (docs/ingest.md: the tolerance); a second subject has its
+    own."""
     one, two = servers
     _open(one, stream)
     mallory = mint(SECRET, subject="mallory", send=[stream], ttl_s=60)
     half = BURST // 2
     assert _post(one, stream, mallory, [{"emoji": "🔥"}] * half).status_code == 202
     assert _post(two, stream, mallory, [{"emoji": "🔥"}] * half).status_code == 202
-    refused = _problem(_post(two, stream, mallory, {"emoji": "🔥"}), 429)
-    assert refused["user_id"] == "mallory"
-    assert _problem(_post(one, stream, mallory, {"emoji": "🔥"}), 429)["user_id"] == "mallory"
+    for server in (two, one):
+        extra, refused = _until_refused(server, stream, mallory)
+        assert refused["user_id"] == "mallory"
+        # At most the tolerance of two processes: one burst (the rate adds nothing here).
+        assert extra <= BURST
     carol = mint(SECRET, subject="carol", send=[stream], ttl_s=60)
     assert _post(two, stream, carol, {"emoji": "🔥"}).status_code == 202
+
+
+def _until_refused(server: Server, stream: str, token: str) -> tuple[int, dict[str, object]]:
+    """Single reactions until ``server`` answers 429: how many it took first, and the problem."""
+    extra = 0
+    deadline = time.monotonic() + 5
+    while (reply := _post(server, stream, token, {"emoji": "🔥"})).status_code == 202:
+        extra += 1
+        assert time.monotonic() < deadline, f"{server.url} never refused"
+        time.sleep(0.1)
+    return extra, _problem(reply, 429)
 
 
 def test_the_closed_registry_refuses_streams_that_are_not_open(

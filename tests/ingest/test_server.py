@@ -246,21 +246,24 @@ def test_unknown_routes_and_methods_are_json(server: Server) -> None:
 def test_a_user_over_its_rate_gets_429_and_nothing_is_enqueued(
     server: Server, kafka_bootstrap: str, topics: Topics, stream: str
 ) -> None:
-    """A full burst passes; more right after is 429 with Retry-After, for every worker."""
+    """A full burst passes; more right after is 429 with Retry-After, and Kafka holds exactly
+    the burst. One kept-alive connection stays with one worker, which decides from memory; how
+    workers and replicas share a user's bucket is test_ratelimit_replicas.py's."""
     user = f"hot-{uuid.uuid4().hex[:8]}"
     url = f"{server.url}/v1/streams/{stream}/reactions"
     burst = [{"user_id": user, "emoji": "🔥"}] * 500
-    assert _json(requests.post(url, json=burst, timeout=10), 202) == {"accepted": 500}
-    for _ in range(4):  # new connections, so both workers answer some
+    session = requests.Session()
+    assert _json(session.post(url, json=burst, timeout=10), 202) == {"accepted": 500}
+    for _ in range(4):
         body = [{"user_id": "calm", "emoji": "🔥"}] * 2 + burst[:2]
-        resp = requests.post(url, json=body, timeout=10)
+        resp = session.post(url, json=body, timeout=10)
         assert resp.status_code == 429
         problem = _problem(resp)
         assert problem["type"] == "urn:emostream:problem:rate-limited"
         assert problem["user_id"] == user
         assert int(resp.headers["Retry-After"]) >= 1
     legacy = {"user_id": user, "emoji_type": "🔥", "timestamp": time.time(), "stream_id": stream}
-    assert requests.post(f"{server.url}/send_emoji", json=legacy, timeout=10).status_code == 429
+    assert session.post(f"{server.url}/send_emoji", json=legacy, timeout=10).status_code == 429
     found = read_topic(kafka_bootstrap, topics.reactions, stream, 500)
     assert len(found) == 500
     assert {m.reaction.user_id for m in found} == {user}

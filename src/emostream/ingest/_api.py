@@ -3,9 +3,10 @@
 A POST goes through these steps, cheapest first: the sender token if there is one (a
 signature check, cached per token), validation (in process), the token's scope, the stream
 registry (in memory; in open mode a round trip to admit a stream it does not know, after the
-rate limit) and the rate limit (one Redis round trip), then the Kafka producer's queue. A
-request's events are validated and charged in full before any is enqueued, so a 4xx never
-leaves part of a request in Kafka, and a 2xx is sent only after the producer took every event.
+rate limit) and the rate limit (in memory, shared through Redis in the background), then the
+Kafka producer's queue. A request's events are validated and charged in full before any is
+enqueued, so a 4xx never leaves part of a request in Kafka, and a 2xx is sent only after the
+producer took every event.
 """
 
 import hmac

@@ -33,7 +33,7 @@ REJECT_REASONS = (
 APIS = ("send_emoji", "v1")
 CLAMP_DIRECTIONS = ("future", "past")
 #: Why a request went through without a rate-limit check.
-UNCHECKED_REASONS = ("redis_error", "redis_backoff")
+UNCHECKED_REASONS = ("redis_down",)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -82,8 +82,8 @@ class IngestMetrics(ServerMetrics):
         )
         self.unchecked = Counter(
             "emostream_ingest_rate_limit_unchecked_requests",
-            "Requests let through without a rate-limit check because Redis failed "
-            "(redis_error) or had failed moments before (redis_backoff).",
+            "Requests whose rate limit was decided by their process alone, not checked against "
+            "the buckets shared through Redis, because Redis failed (redis_down).",
             ["reason"],
             registry=r,
         )

@@ -1,24 +1,32 @@
-"""Per-user and per-address rate limits shared by every worker and replica: one Redis round
-trip per request.
+"""Per-user and per-address rate limits, decided in each worker and shared through Redis.
 
 The rule is GCRA (the generic cell rate algorithm, a token bucket kept as a single timestamp):
 a user may send ``rate`` reactions a second, sustained, and up to ``burst`` at once after
-resting. Per user, Redis keeps the "theoretical arrival time" of the user's next reaction, in
-microseconds of Redis's own clock (so replicas with skewed clocks agree), under a key that
-expires once the bucket is full again, so idle users cost no memory.
+resting. A bucket is its "theoretical arrival time" (TAT): when the user's next reaction would
+be on schedule. A request is charged for all its reactions at once, per user id in it and,
+unless its users come from a sender token, to its client address too (a body's user id is
+whatever the sender says, so the address is what bounds one sender that invents users). A batch
+is all or nothing, like validation: a 429 means nothing of the request was counted or enqueued,
+and ``Retry-After`` is when the slowest of its buckets may take it.
 
-A request is charged for all its reactions at once, per user id in it and, unless its users
-come from a sender token, to its client address too (a body's user id is whatever the sender
-says, so the address is what bounds one sender that invents users), by one Lua script: it reads
-every key, and only if every bucket has room moves them all on. A batch is all or nothing, like
-validation: a 429 means nothing of the request was counted or enqueued, and ``Retry-After`` is
-when the slowest of its buckets may take it.
+No round trip on a request's path: each worker process decides from its own copy of the buckets,
+in memory, and a background thread reconciles them with Redis every ``rate_limit_sync_s``. One
+script call sends what this process charged since the last round; Redis adds it to the shared
+buckets (in microseconds of Redis's own clock, so replicas with skewed clocks agree; a key
+expires once its bucket is full again, so idle users cost no memory) and answers each bucket's
+TAT after every process's charges, which the process then adopts when it is later than its own.
 
-Why a script written here rather than a library: the ``limits`` package counts a cost per hit
-but needs a second round trip to learn when to retry, and takes one key per call, so a batch of
-many users would cost a round trip each. GCRA in Lua is a dozen lines.
+The tolerance, written down in docs/ingest.md and held by a test with two servers: a user whose
+requests reach P processes (workers x replicas) can get through, beyond what one process alone
+would let through, at most what the other P - 1 let through before they heard, i.e.
+(P - 1) x (burst + rate x sync interval) reactions, and only once: those reactions are charged to
+the shared bucket all the same, so the user then waits until they are paid for. Over any longer
+time a user gets the rate, never more. A process first hears of a user's shared bucket by
+charging it: its first request there is decided as if the bucket were full.
 
-Redis down: the limit fails open (see :class:`RateLimiter`).
+Redis down: each process still holds every user and address to the rate on its own, and the
+requests it decides meanwhile are counted as not checked against the shared buckets (see
+:class:`RateLimiter`).
 """
 
 import hashlib
@@ -27,7 +35,9 @@ import math
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, cast
 
 import redis
@@ -39,41 +49,32 @@ from emostream.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
-#: KEYS: one per bucket the request is charged to: each user of it, then maybe its address.
+#: KEYS: the buckets one process charged since the last round: users', then addresses'.
 #: ARGV[1]: how many of the keys are users'. ARGV[2], ARGV[3]: microseconds per reaction (1 /
-#: rate) and microseconds a full bucket holds (burst / rate) of a user's bucket; ARGV[4],
-#: ARGV[5]: the same of an address's. ARGV[6..]: the reactions charged to each key. The two
-#: buckets' shapes are passed once, not per key: a batch of 500 users stays 500 arguments.
-#: Returns {1} when allowed, else {0, microseconds until the request would fit, key index}.
-GCRA_SCRIPT = """
+#: rate) of a user's bucket and of an address's. ARGV[4..]: the reactions charged to each key.
+#: The charges already happened, so they are added whatever the buckets hold.
+#: Returns Redis's time, then each key's TAT after the charge (microseconds, as strings).
+RECONCILE_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local users = tonumber(ARGV[1])
 local tats = redis.call('MGET', unpack(KEYS))
-local new = {}
-local wait, worst = 0, 0
+local out = {string.format('%.0f', now)}
 for i = 1, #KEYS do
-  local shape = i <= users and 2 or 4
-  local count = tonumber(ARGV[i + 5])
-  local interval = tonumber(ARGV[shape])
-  local capacity = tonumber(ARGV[shape + 1])
+  local interval = tonumber(ARGV[i <= users and 2 or 3])
   local tat = tonumber(tats[i]) or now
   if tat < now then tat = now end
-  local next_tat = tat + count * interval
-  local allow_at = next_tat - capacity
-  if allow_at - now > wait then
-    wait, worst = allow_at - now, i
-  end
-  new[i] = next_tat
+  tat = tat + tonumber(ARGV[i + 3]) * interval
+  redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+  out[i + 1] = string.format('%.0f', tat)
 end
-if wait > 0 then
-  return {0, math.ceil(wait), worst}
-end
-for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], string.format('%.0f', new[i]), 'PX', math.ceil((new[i] - now) / 1000))
-end
-return {1}
+return out
 """
+
+#: Most keys one script call reconciles, so Redis is never busy with one call for long.
+_KEYS_PER_CALL = 1000
+#: How often a process forgets the buckets that are full again (they cost memory only).
+_PRUNE_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +88,6 @@ class Verdict:
     user_id: str | None = None
     #: The client address that is over its rate (None when allowed or when a user is).
     address: str | None = None
-    #: False when Redis could not be asked and the request went through unchecked.
-    checked: bool = True
 
 
 ALLOWED = Verdict(True)
@@ -103,37 +102,52 @@ def _bucket(rate_per_s: float, burst: int) -> tuple[float, float] | None:
 
 
 class RateLimiter:
-    """Charges each request's reactions to their users' buckets in Redis.
+    """Charges each request's reactions to its users' (and address's) buckets, in memory, and
+    reconciles the buckets with every other process through Redis in the background.
 
-    Fails open: when Redis does not answer within ``rate_limit_timeout_s`` the request goes
-    through unchecked, counted in ``emostream_ingest_rate_limit_unchecked_requests_total`` and
-    logged (once per outage), and for ``rate_limit_retry_s`` afterwards requests skip Redis
-    altogether, so an outage adds no latency. Why open: the limit protects against a runaway
-    client, while Kafka's bounded queue (503) still protects the pipeline; failing closed would
-    turn a Redis outage into an outage of every reaction, the product itself.
+    When a round fails (Redis does not answer within ``rate_limit_timeout_s``), the limit holds
+    per process: every user and address still gets the rate from each process on its own. The
+    requests decided meanwhile are counted in
+    ``emostream_ingest_rate_limit_unchecked_requests_total`` (not checked against the shared
+    buckets), the outage is logged once, and Redis is tried again after ``rate_limit_retry_s``.
+    Why not refuse: the limit protects against a runaway client, while Kafka's bounded queue
+    (503) still protects the pipeline; refusing would turn a Redis outage into an outage of
+    every reaction, the product itself.
     """
 
-    def __init__(self, settings: IngestSettings, metrics: IngestMetrics) -> None:
+    def __init__(
+        self, settings: IngestSettings, metrics: IngestMetrics, *, background: bool = True
+    ) -> None:
+        """``background=False``: no reconciling thread; the caller runs :meth:`reconcile`."""
         self._metrics = metrics
+        self._background = background
         self._prefix = settings.rate_limit_key_prefix
         self._user = _bucket(settings.rate_limit_per_s, settings.rate_limit_burst)
         self._address = _bucket(
             settings.rate_limit_per_address_per_s, settings.rate_limit_per_address_burst
         )
+        self._sync_s = settings.rate_limit_sync_s
+        self._retry_s = settings.rate_limit_retry_s
         # Only a factory of connections (from the URL: host, port, db, password, TLS); no
-        # socket is opened until a request needs one.
+        # socket is opened until a round needs one.
         self._pool = redis.ConnectionPool.from_url(
             settings.redis_url,
             socket_timeout=settings.rate_limit_timeout_s,
             socket_connect_timeout=settings.rate_limit_timeout_s,
-            # No retries: a failed round trip fails open at once.
+            # No retries: a failed round is dropped and the next one tries again.
             retry=Retry(NoBackoff(), 0),
         )
-        self._sha = hashlib.sha1(GCRA_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis's name
-        self._local = threading.local()
-        self._retry_s = settings.rate_limit_retry_s
-        self._skip_until = 0.0
+        self._sha = hashlib.sha1(RECONCILE_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis's
+        self._conn: Any = None
+        self._lock = threading.Lock()
+        #: key -> TAT in microseconds of time.monotonic(); a missing key is a full bucket.
+        self._tats: dict[str, float] = {}
+        #: Reactions charged per key since the last round, users' and addresses' apart.
+        self._charged_users: dict[str, int] = {}
+        self._charged_addresses: dict[str, int] = {}
         self._down = False
+        self._next_prune = 0.0
+        self._pid = 0
 
     @property
     def enabled(self) -> bool:
@@ -141,85 +155,160 @@ class RateLimiter:
         return bool(self._user or self._address)
 
     def acquire(self, users: dict[str, int], address: str | None = None) -> Verdict:
-        """Charge ``users`` (user id -> reactions), and ``address`` with their sum, in one round
-        trip; allowed only if every bucket has room. No address: the users are trusted (their
-        ids come from sender tokens)."""
-        prefix = self._prefix
-        keys = [prefix + user for user in users] if self._user else []
-        counts = list(users.values()) if self._user else []
+        """Charge ``users`` (user id -> reactions), and ``address`` with their sum; allowed only
+        if every bucket has room. No address: the users are trusted (their ids come from sender
+        tokens)."""
+        # (key, reactions, its bucket's shape, whether it is a user's)
+        charges: list[tuple[str, int, tuple[float, float], bool]] = []
+        if self._user:
+            shape, prefix = self._user, self._prefix
+            charges = [(prefix + user, n, shape, True) for user, n in users.items()]
         if self._address and address is not None:
-            keys.append(prefix + "address:" + address)
-            counts.append(sum(users.values()))
-        if not keys:
+            key, n = self._prefix + "address:" + address, sum(users.values())
+            charges.append((key, n, self._address, False))
+        if not charges:
             return ALLOWED
-        if self._skip_until and time.monotonic() < self._skip_until:
-            self._metrics.unchecked.labels("redis_backoff").inc()
-            return Verdict(True, checked=False)
-        try:
-            shapes = (*(self._user or (0, 0)), *(self._address or (0, 0)))
-            users_charged = len(users) if self._user else 0
-            result = self._evalsha(len(keys), *keys, users_charged, *shapes, *counts)
-        except redis.RedisError as e:
-            return self._failed_open(e)
+        self._start()
+        now = time.monotonic() * 1e6
+        wait, worst = 0.0, -1
+        with self._lock:
+            tats = self._tats
+            after = []
+            for i, (key, n, (interval, capacity), _) in enumerate(charges):
+                tat = tats.get(key, now)
+                tat = now + n * interval if tat < now else tat + n * interval
+                if tat - capacity - now > wait:
+                    wait, worst = tat - capacity - now, i
+                after.append(tat)
+            if worst < 0:
+                for (key, n, _, of_user), tat in zip(charges, after, strict=True):
+                    tats[key] = tat
+                    pending = self._charged_users if of_user else self._charged_addresses
+                    pending[key] = pending.get(key, 0) + n
         if self._down:
-            self._recovered()
-        if result[0] == 1:
+            self._metrics.unchecked.labels("redis_down").inc()
+        if worst < 0:
             return ALLOWED
-        wait_us, index = int(result[1]), int(result[2])
-        if self._user and index <= len(users):
-            return Verdict(False, retry_after_s=wait_us / 1e6, user_id=list(users)[index - 1])
-        return Verdict(False, retry_after_s=wait_us / 1e6, address=address)
+        if self._user and worst < len(users):
+            return Verdict(False, retry_after_s=wait / 1e6, user_id=list(users)[worst])
+        return Verdict(False, retry_after_s=wait / 1e6, address=address)
 
     def retry_after_header(self, verdict: Verdict) -> str:
         """The Retry-After value (whole seconds, at least 1) of a refused request."""
         return str(max(1, math.ceil(verdict.retry_after_s)))
 
-    def _evalsha(self, *args: str | float | int) -> list[int]:
-        """Run the script on this thread's connection: one write, one read.
+    def reconcile(self) -> bool:
+        """One round: send Redis this process's charges, adopt the shared buckets' state.
 
-        Each request thread keeps its own connection, so a call needs neither a pool checkout
-        nor redis-py's command machinery (which costs more CPU than the round trip itself).
-        A connection that failed is dropped and the next call opens a new one.
+        Runs in the background every ``rate_limit_sync_s``; tests call it to make a round
+        happen now. False when Redis failed (the round's charges stay out of the shared
+        buckets: the outage's share of the tolerance).
         """
-        conn = self._connection()
+        with self._lock:
+            users, self._charged_users = self._charged_users, {}
+            addresses, self._charged_addresses = self._charged_addresses, {}
+        self._prune()
+        keys = [*users, *addresses]
+        counts = [*users.values(), *addresses.values()]
+        intervals = ((self._user or (0.0, 0.0))[0], (self._address or (0.0, 0.0))[0])
+        try:
+            for start in range(0, len(keys), _KEYS_PER_CALL):
+                end = min(start + _KEYS_PER_CALL, len(keys))
+                user_keys = max(0, min(len(users), end) - start)
+                self._round(keys[start:end], counts[start:end], user_keys, intervals)
+        except redis.RedisError as e:
+            self._failed(e)
+            return False
+        if self._down:
+            self._down = False
+            log.info("rate limit shared again: Redis answers")
+        return True
+
+    def _round(
+        self, keys: list[str], counts: list[int], user_keys: int, intervals: tuple[float, float]
+    ) -> None:
+        if not keys:
+            return
+        sent = time.monotonic()
+        reply = self._evalsha(len(keys), *keys, user_keys, *intervals, *counts)
+        received = time.monotonic()
+        # Redis's clock to this process's, taking the answer as made halfway through the trip.
+        offset = int(reply[0]) - (sent + received) / 2 * 1e6
+        with self._lock:
+            tats = self._tats
+            for key, shared in zip(keys, islice(reply, 1, None), strict=True):
+                tat = int(shared) - offset
+                if tat > tats.get(key, 0.0):
+                    tats[key] = tat
+
+    def _prune(self) -> None:
+        """Forget buckets that are full again (a missing key means just that)."""
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + _PRUNE_S
+        with self._lock:
+            self._tats = {key: tat for key, tat in self._tats.items() if tat > now * 1e6}
+
+    def _start(self) -> None:
+        """Start this process's reconciling thread (a forked child starts its own)."""
+        if self._pid == os.getpid() or not self._background:
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid, self._conn = os.getpid(), None
+            thread = threading.Thread(
+                target=_reconcile_while_alive,
+                args=(weakref.ref(self),),
+                name="rate-limit-reconcile",
+                daemon=True,
+            )
+            thread.start()
+
+    def _evalsha(self, *args: str | float | int) -> list[bytes]:
+        """Run the script on the reconciling thread's connection: one write, one read.
+
+        A connection that failed is dropped and the next round opens a new one.
+        """
+        if self._conn is None:
+            self._conn = self._pool.make_connection()
+        conn = self._conn
         try:
             conn.send_command("EVALSHA", self._sha, *args)
             try:
                 reply = conn.read_response()
             except redis.exceptions.NoScriptError:
                 # A restarted or flushed Redis forgot the script: load it once, then run it.
-                conn.send_command("SCRIPT", "LOAD", GCRA_SCRIPT)
+                conn.send_command("SCRIPT", "LOAD", RECONCILE_SCRIPT)
                 conn.read_response()
                 conn.send_command("EVALSHA", self._sha, *args)
                 reply = conn.read_response()
         except redis.RedisError:
-            self._local.conn = None
+            self._conn = None
             conn.disconnect()
             raise
-        return cast("list[int]", reply)
+        return cast("list[bytes]", reply)
 
-    def _connection(self) -> Any:  # redis-py's connection methods are untyped
-        """This thread's connection (a forked child's threads start without one)."""
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
-            conn = local.conn = self._pool.make_connection()
-            local.pid = os.getpid()
-        return conn
-
-    def _failed_open(self, error: redis.RedisError) -> Verdict:
-        self._metrics.unchecked.labels("redis_error").inc()
-        self._skip_until = time.monotonic() + self._retry_s
+    def _failed(self, error: redis.RedisError) -> None:
         if not self._down:
             self._down = True
             log.warning(
-                "rate limit unchecked: Redis failed; requests go through unchecked until it "
-                "answers again",
+                "rate limit per process only: Redis failed; each process holds users to the "
+                "rate on its own until Redis answers again",
                 extra={"error": str(error), "retry_s": self._retry_s},
             )
-        return Verdict(True, checked=False)
 
-    def _recovered(self) -> None:
-        self._down = False
-        self._skip_until = 0.0
-        log.info("rate limit checked again: Redis answers")
+
+def _reconcile_while_alive(ref: "weakref.ReferenceType[RateLimiter]") -> None:
+    """The reconciling loop; it holds its limiter only weakly, so it ends with the limiter (an
+    app a test made and dropped) instead of outliving it."""
+    while (limiter := ref()) is not None:
+        pause = limiter._retry_s if limiter._down else limiter._sync_s
+        del limiter
+        time.sleep(pause)
+        limiter = ref()
+        if limiter is None:
+            return
+        limiter.reconcile()
+        del limiter

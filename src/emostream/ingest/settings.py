@@ -99,18 +99,25 @@ class IngestSettings(ServerSettings):
         min_length=1,
         description="Prefix of the per-user Redis keys.",
     )
-    rate_limit_timeout_s: float = Field(
+    rate_limit_sync_s: float = Field(
         0.05,
         gt=0,
         le=5,
-        description="Time limit of one rate-limit round trip (connect or answer); past it the "
-        "request goes through unchecked.",
+        description="How often each process reconciles its copy of the rate-limit buckets with "
+        "the shared ones in Redis. A user spread over P processes may get (P - 1) x (burst + "
+        "rate x this) reactions more than the rate once, then waits them off (docs/ingest.md).",
+    )
+    rate_limit_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        le=5,
+        description="Time limit of one reconciling round trip to Redis (connect or answer); past "
+        "it the round's charges stay local and each process limits on its own.",
     )
     rate_limit_retry_s: float = Field(
         1.0,
-        ge=0,
-        description="After Redis failed, how long requests skip the rate limit (unchecked) before "
-        "Redis is tried again, so an outage costs no latency.",
+        gt=0,
+        description="After Redis failed, how long until the next reconciling round tries again.",
     )
 
     rate_limit_per_address_per_s: float = Field(
