@@ -18,11 +18,14 @@ exits; stale files are cleared at start, and the files of a worker that died are
 gauges stop counting.
 """
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
+
+from gunicorn import glogging
 
 from emostream.common.errors import ConfigurationError
 from emostream.common.logging import gunicorn_logconfig
@@ -67,10 +70,26 @@ def server_config(settings: GunicornSized, role: str, *, access_log_level: str) 
         # unwritable in a read-only container. Nothing here uses it.
         "control_socket_disable": True,
         "logconfig_dict": gunicorn_logconfig(settings.log_level, access_level=access_log_level),
+        "logger_class": AccessLevelLogger,
         "on_starting": metrics.on_starting,
         "child_exit": metrics.child_exit,
         "on_exit": metrics.on_exit,
     }
+
+
+class AccessLevelLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's logger, except that an access log whose level drops its lines costs nothing.
+
+    gunicorn builds every request's access-log fields (a dozen, a formatted date among them)
+    whenever a logging configuration is given, and only then lets the level discard the line:
+    for ingest, whose access log is at WARNING, that was about 6 % of a worker's Python time per
+    request.
+    """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        """Log the request, if the access log's level lets its lines through at all."""
+        if self.access_log.isEnabledFor(logging.INFO):
+            super().access(resp, req, environ, request_time)
 
 
 class MultiprocessMetrics:

@@ -32,7 +32,6 @@ requests it decides meanwhile are counted as not checked against the shared buck
 import hashlib
 import logging
 import math
-import os
 import threading
 import time
 import weakref
@@ -147,7 +146,7 @@ class RateLimiter:
         self._charged_addresses: dict[str, int] = {}
         self._down = False
         self._next_prune = 0.0
-        self._pid = 0
+        self._thread: threading.Thread | None = None
 
     @property
     def enabled(self) -> bool:
@@ -251,14 +250,16 @@ class RateLimiter:
             self._tats = {key: tat for key, tat in self._tats.items() if tat > now * 1e6}
 
     def _start(self) -> None:
-        """Start this process's reconciling thread (a forked child starts its own)."""
-        if self._pid == os.getpid() or not self._background:
+        """Start this process's reconciling thread (in a forked child, whose copy of the thread
+        is not alive, a new one)."""
+        thread = self._thread
+        if (thread is not None and thread.is_alive()) or not self._background:
             return
         with self._lock:
-            if self._pid == os.getpid():
+            if self._thread is not None and self._thread.is_alive():
                 return
-            self._pid, self._conn = os.getpid(), None
-            thread = threading.Thread(
+            self._conn = None
+            thread = self._thread = threading.Thread(
                 target=_reconcile_while_alive,
                 args=(weakref.ref(self),),
                 name="rate-limit-reconcile",
