@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from emostream.ingest._metrics import IngestMetrics
-from emostream.ingest._ratelimit import RateLimiter
+from emostream.ingest._ratelimit import RateLimiter, _resp
 from emostream.ingest.settings import IngestSettings
 from emostream.localstack import checks
 from tests.support.ports import free_port
@@ -176,3 +176,9 @@ def test_an_address_is_charged_for_every_user_it_sends_for(redis_url: str, key_p
     assert (over.allowed, over.user_id) == (False, "a")
     assert limiter.reconcile()
     assert redis.Redis.from_url(redis_url).exists(key_prefix + "address:10.0.0.1")
+
+
+def test_a_round_is_packed_as_redis_py_would_pack_it() -> None:
+    """The round's own RESP packing gives redis-py's bytes, for keys, counts and intervals."""
+    args = ("EVALSHA", "ab" * 20, 2, "p:ü", "p:address:::1", 1, 20000.0, 1000.5, 3, 7)
+    assert _resp(*args) == b"".join(redis.Connection().pack_command(*args))

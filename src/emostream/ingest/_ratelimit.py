@@ -100,6 +100,16 @@ def _bucket(rate_per_s: float, burst: int) -> tuple[float, float] | None:
     return interval_us, burst * interval_us
 
 
+def _resp(*args: str | float | int) -> bytes:
+    """``args`` as one RESP command, as redis-py would pack it, for a fraction of its cost: a
+    round carries up to two thousand arguments."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else str(arg).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
 class RateLimiter:
     """Charges each request's reactions to its users' (and address's) buckets, in memory, and
     reconciles the buckets with every other process through Redis in the background.
@@ -275,15 +285,16 @@ class RateLimiter:
         if self._conn is None:
             self._conn = self._pool.make_connection()
         conn = self._conn
+        command = _resp("EVALSHA", self._sha, *args)
         try:
-            conn.send_command("EVALSHA", self._sha, *args)
+            conn.send_packed_command([command])
             try:
                 reply = conn.read_response()
             except redis.exceptions.NoScriptError:
                 # A restarted or flushed Redis forgot the script: load it once, then run it.
                 conn.send_command("SCRIPT", "LOAD", RECONCILE_SCRIPT)
                 conn.read_response()
-                conn.send_command("EVALSHA", self._sha, *args)
+                conn.send_packed_command([command])
                 reply = conn.read_response()
         except redis.RedisError:
             self._conn = None
