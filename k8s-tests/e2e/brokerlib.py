@@ -8,12 +8,12 @@ Secrets of its namespace (:func:`secrets_manifest`):
 - ``kafka-admin``: ``username``, ``password`` of the super user. The broker gives it a
   SCRAM-SHA-512 credential when it formats its storage; the harness's own clients use it.
 - the chart's ``kafka.external.existingSecret`` (named in values.yaml): one user per role,
-  ``<role>-username`` / ``<role>-password``, and ``ca.crt``, as the contract asks of a Secret a
-  user creates for an external Kafka.
+  ``<role>-username`` / ``<role>-password``, and ``ca.crt``, as docs/operations.md asks of the
+  Secret a user creates for an external Kafka.
 
 The setup Job (:func:`setup_job`) then signs in as the admin and creates the role users' SCRAM
 credentials, the ACLs each role needs (:data:`ACLS`, exactly those) and the chart's topics.
-Every Kafka client the harness runs gets the contract's ``EMOSTREAM_KAFKA_*`` variables and the
+Every Kafka client the harness runs gets the documented ``EMOSTREAM_KAFKA_*`` variables and the
 CA (:func:`client_env`, :func:`client_volume`), and a ``KAFKA`` dict of librdkafka's settings
 made from them (:data:`CLIENT_PRELUDE`) before its script runs.
 """
@@ -61,7 +61,7 @@ ROLES = ("ingest", "aggregate", "fanout")
 USERS = {role: f"emostream-{role}" for role in ROLES}
 # The cluster resource: librdkafka calls its type BROKER; Kafka names it kafka-cluster.
 _CLUSTER = ("BROKER", "kafka-cluster", "LITERAL")
-#: The least each role needs (the contract): (resource type, name, pattern type, operations).
+#: The least each role needs (docs/operations.md): (resource type, name, pattern type, operations).
 ACLS: dict[str, list[tuple[str, str, str, tuple[str, ...]]]] = {
     "ingest": [
         ("TOPIC", REACTIONS, "LITERAL", ("WRITE", "DESCRIBE")),
@@ -121,7 +121,7 @@ def env_var(name: str, value: EnvValue) -> dict[str, Any]:
 
 
 def client_env(identity: Identity) -> dict[str, EnvValue]:
-    """The contract's settings of a Kafka client signing in as ``identity``."""
+    """The settings of a Kafka client signing in as ``identity`` (docs/operations.md)."""
     return {
         "EMOSTREAM_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
         "EMOSTREAM_KAFKA_SECURITY_PROTOCOL": SECURITY_PROTOCOL,
@@ -142,7 +142,7 @@ def client_volume() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 #: Runs before a client Job's script: ``KAFKA``, librdkafka's connection settings from the
-#: contract's variables, to be merged into each client's configuration. (Spelt out here rather
+#: documented variables, to be merged into each client's configuration. (Spelt out here rather
 #: than taken from the image's emostream package, so it works with any image version.)
 CLIENT_PRELUDE = """
 import os as _os

@@ -22,8 +22,8 @@ EXTERNAL = [
 ]
 
 
-def contract_acls(reactions: str = "reactions", swarms: str = "swarms") -> dict[str, set[Acl]]:
-    """The minimum each role needs, as the shared contract of issue 19 lists it."""
+def documented_acls(reactions: str = "reactions", swarms: str = "swarms") -> dict[str, set[Acl]]:
+    """The minimum each role needs, as docs/operations.md lists it."""
     cluster: Acl = ("cluster", None, None, "IdempotentWrite")
     return {
         "ingest": {
@@ -117,7 +117,7 @@ def test_strimzi_scram_tls_is_the_default() -> None:
 
 
 def test_each_role_has_a_kafka_user_with_exactly_its_acls() -> None:
-    """Three KafkaUsers of the cluster, SCRAM-SHA-512, each with the contract's ACLs and no
+    """Three KafkaUsers of the cluster, SCRAM-SHA-512, each with the documented ACLs and no
     more; topic names follow config.*_topic."""
     for topics, values in [
         (("reactions", "swarms"), []),
@@ -125,7 +125,7 @@ def test_each_role_has_a_kafka_user_with_exactly_its_acls() -> None:
     ]:
         users = chartlib.of_kind(chartlib.render(values=values), "KafkaUser")
         assert {u["metadata"]["name"] for u in users} == {f"{RELEASE}-{r}" for r in ROLES}
-        wanted = contract_acls(*topics)
+        wanted = documented_acls(*topics)
         for user in users:
             role = user["metadata"]["name"].removeprefix(f"{RELEASE}-")
             assert user["metadata"]["labels"]["strimzi.io/cluster"] == CLUSTER
