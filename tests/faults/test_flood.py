@@ -379,11 +379,15 @@ def _flood_process(part: FloodPart) -> FloodTally:
     # The senders stand for clients on other machines: niced, so the stack's processes (the
     # flooded server among them) get the cores first and the latencies measure the stack.
     os.nice(10)
-    tallies = [FloodTally() for _ in range(part.threads)]
-    threads = [
-        threading.Thread(target=_flood_thread, args=(part, part.items[n :: part.threads], t))
-        for n, t in enumerate(tallies)
-    ]
+    return _tally_threads(
+        part.threads, lambda n, tally: _flood_thread(part, part.items[n :: part.threads], tally)
+    )
+
+
+def _tally_threads(count: int, work: Callable[[int, FloodTally], None]) -> FloodTally:
+    """Run ``work(n, tally)`` in ``count`` threads, each with a tally of its own; their sum."""
+    tallies = [FloodTally() for _ in range(count)]
+    threads = [threading.Thread(target=work, args=(n, t)) for n, t in enumerate(tallies)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -490,18 +494,7 @@ def _hot(url: str, stream: str) -> FloodTally:
 def _hot_process(part: HotPart) -> FloodTally:
     """The hot stream's process: niced like the floods' (its clients are on other machines)."""
     os.nice(10)
-    tallies = [FloodTally() for _ in range(part.threads)]
-    threads = [
-        threading.Thread(target=_hot_thread, args=(part, n, t)) for n, t in enumerate(tallies)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    total = FloodTally()
-    for tally in tallies:
-        total.add(tally)
-    return total
+    return _tally_threads(part.threads, lambda n, tally: _hot_thread(part, n, tally))
 
 
 def _hot_thread(part: HotPart, n: int, tally: FloodTally) -> None:

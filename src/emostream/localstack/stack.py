@@ -196,17 +196,17 @@ class LocalStack:
         self._spark_jars()
         env: dict[str, str] | None = None
         for part in self.parts:
-            if self.procs.running_pid(part.name) is not None and part.ready():
+            running = self.procs.running_pid(part.name) is not None
+            if running and part.ready():
                 say(f"  {part.name:<10} already running  {part.url}")
                 continue
-            if self.procs.running_pid(part.name) is None:
+            if not running:
                 taken = [port for port in sorted(part.ports) if not checks.port_free(port)]
                 if taken:
                     raise StackError(
                         f"port {taken[0]} is in use by another program, and {part.name} needs "
                         f"it: stop that program or choose another port (EMOSTREAM_*_PORT)"
                     )
-            if self.procs.running_pid(part.name) is None:
                 cmd = part.command()
                 env = env or self.child_env()
                 self.procs.start(part.name, cmd, {**env, **part.env}, Path.cwd())
