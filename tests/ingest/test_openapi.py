@@ -1,5 +1,6 @@
 """The hand-written OpenAPI document matches the app it describes."""
 
+from emostream.ingest._reactions import SEND_EMOJI, STREAM_REACTIONS
 from emostream.ingest.app import create_app
 from emostream.ingest.openapi import openapi_document
 from emostream.ingest.settings import IngestSettings
@@ -7,10 +8,13 @@ from tests.openapi_checks import app_operations, documented_operations, refs, re
 
 
 def test_document_names_exactly_the_apps_routes_and_methods() -> None:
-    """Every route and method of the app is documented, and nothing else is."""
+    """Every route and method of the app is documented, and nothing else is: Flask's routes and
+    the two reaction routes answered in front of Flask."""
     settings = IngestSettings()
     doc = openapi_document(settings)
-    assert documented_operations(doc) == app_operations(create_app(settings))
+    reactions = {("/send_emoji", "post"), ("/v1/streams/{stream_id}/reactions", "post")}
+    assert {SEND_EMOJI, STREAM_REACTIONS} == {"/send_emoji", "/v1/streams/<stream_id>/reactions"}
+    assert documented_operations(doc) == app_operations(create_app(settings)) | reactions
 
 
 def test_every_reference_resolves() -> None:

@@ -6,6 +6,8 @@ the one that happens to answer a scrape: :class:`~emostream.common.metrics.Serve
 to that.
 """
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from emostream.common.metrics import ServerMetrics
@@ -32,6 +34,8 @@ REJECT_REASONS = (
 
 APIS = ("send_emoji", "v1")
 CLAMP_DIRECTIONS = ("future", "past")
+#: Values of the ``method`` label; any other method counts as ``other``.
+HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"))
 #: Why a request went through without a rate-limit check.
 UNCHECKED_REASONS = ("redis_down",)
 
@@ -141,3 +145,19 @@ class IngestMetrics(ServerMetrics):
             self.token_rejections.labels(reason)
         # The usual way an accepted event is lost (Kafka away longer than the delivery timeout).
         self.delivery_errors.labels("_MSG_TIMED_OUT")
+        # Label lookups cost more than the increments, and (route, method, status) are few.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def count_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One answered request: its route template, method, status code and duration."""
+        if method not in HTTP_METHODS:
+            method = "other"  # a client cannot add label values at will
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.request_seconds.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)

@@ -8,6 +8,9 @@ Routes (see :mod:`emostream.ingest.openapi` for the full contract):
 - ``PUT`` / ``DELETE /v1/streams/<stream_id>``: the admin API of the stream registry.
 - ``GET /healthz``, ``GET /readyz``, ``GET /openapi.json``.
 
+The two reaction routes are answered by :class:`~emostream.ingest._reactions.ReactionRoutes`
+before a request reaches Flask; Flask answers the rest.
+
 ``GET /metrics`` is served on the metrics port only (``metrics_host:metrics_port``, which
 gunicorn_conf binds beside ``--bind``); on the public port it is 404.
 
@@ -24,6 +27,7 @@ from emostream.common import apps
 from emostream.common.logging import configure_logging
 from emostream.ingest._api import IngestApi
 from emostream.ingest._producer import ReactionSink
+from emostream.ingest._reactions import ReactionRoutes
 from emostream.ingest._runtime import IngestRuntime, RateLimit, Registry
 from emostream.ingest.settings import IngestSettings
 
@@ -46,14 +50,12 @@ def create_app(
     if not logging.getLogger().handlers:
         configure_logging(settings.log_level)
     app = Flask(__name__, static_folder=None)
-    # Werkzeug stops reading a body sent without Content-Length (chunked) at this size, silently;
-    # one byte over the limit lets the route tell "exactly at the limit" from "too large".
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    runtime = IngestRuntime(settings, sink=sink, limiter=limiter, registry=registry)
+    IngestApi(runtime).register(app)
+    app.wsgi_app = ReactionRoutes(runtime, app.wsgi_app)  # type: ignore[method-assign]
     if settings.forwarded_for_hops:
         # The client address (rate limit, new-stream cap) from the proxies' X-Forwarded-For.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.forwarded_for_hops)  # type: ignore[method-assign]
-    runtime = IngestRuntime(settings, sink=sink, limiter=limiter, registry=registry)
-    IngestApi(runtime).register(app)
     apps.serve_metrics_port(app, settings.metrics_port, runtime.exposition)
     apps.attach_runtime(app, runtime)
     return app
