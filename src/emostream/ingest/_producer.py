@@ -13,8 +13,8 @@ Throughput: a request's messages go to librdkafka in one ``produce_batch`` call,
 deliveries come back to Python (``delivery.report.only.error``): a successful delivery costs no
 Python at all, so tens of thousands of events a second leave a worker with its CPU free for
 requests. Delivery latency comes from librdkafka's own statistics instead of a per-message
-callback. A background thread polls, so error reports, logs and statistics are served even while
-no requests arrive.
+callback. A background thread polls: it serves error reports, logs and statistics, which
+requests leave alone.
 """
 
 import logging
@@ -159,8 +159,6 @@ class ReactionProducer:
                 self._retry_failed(client, messages, deadline)
         finally:
             client.lock.release()
-        # Serves pending error reports and logs without blocking.
-        client.producer.poll(0)
 
     def _retry_failed(
         self, client: "_Client", messages: list[KafkaMessage], deadline: float
@@ -322,7 +320,7 @@ class ReactionProducer:
 class _Client:
     """One librdkafka producer: the process that made it, its produce lock, its poller thread.
 
-    The poller serves error reports, logs and statistics while no request does, and keeps the
+    The poller serves error reports, logs and statistics (requests only produce), and keeps the
     queue depth gauge current (each worker process writes its own; the scrape adds them up).
     """
 

@@ -13,8 +13,10 @@ No round trip on a request's path: each worker process decides from its own copy
 in memory, and a background thread reconciles them with Redis every ``rate_limit_sync_s``. One
 script call sends what this process charged since the last round; Redis adds it to the shared
 buckets (in microseconds of Redis's own clock, so replicas with skewed clocks agree; a key
-expires once its bucket is full again, so idle users cost no memory) and answers each bucket's
-TAT after every process's charges, which the process then adopts when it is later than its own.
+expires once its bucket is full again, so idle users cost no memory) and answers the TAT, after
+every process's charges, of each bucket that was not full before this round's charge; the
+process adopts it when it is later than its own. A bucket that was full held nothing but what
+this process just charged, which it knows already, so most users cost no answer at all.
 
 The tolerance, written down in docs/ingest.md and held by a test with two servers: a user whose
 requests reach P processes (workers x replicas) can get through, beyond what one process alone
@@ -35,8 +37,7 @@ import math
 import threading
 import time
 import weakref
-from dataclasses import dataclass
-from itertools import islice
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
@@ -52,7 +53,8 @@ log = logging.getLogger(__name__)
 #: ARGV[1]: how many of the keys are users'. ARGV[2], ARGV[3]: microseconds per reaction (1 /
 #: rate) of a user's bucket and of an address's. ARGV[4..]: the reactions charged to each key.
 #: The charges already happened, so they are added whatever the buckets hold.
-#: Returns Redis's time, then each key's TAT after the charge (microseconds, as strings).
+#: Returns Redis's time, then (key number, TAT after the charge) for each key whose bucket was
+#: not full before it (microseconds, as strings).
 RECONCILE_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -62,10 +64,14 @@ local out = {string.format('%.0f', now)}
 for i = 1, #KEYS do
   local interval = tonumber(ARGV[i <= users and 2 or 3])
   local tat = tonumber(tats[i]) or now
-  if tat < now then tat = now end
+  local shared = tat > now
+  if not shared then tat = now end
   tat = tat + tonumber(ARGV[i + 3]) * interval
   redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
-  out[i + 1] = string.format('%.0f', tat)
+  if shared then
+    out[#out + 1] = tostring(i)
+    out[#out + 1] = string.format('%.0f', tat)
+  end
 end
 return out
 """
@@ -92,12 +98,54 @@ class Verdict:
 ALLOWED = Verdict(True)
 
 
-def _bucket(rate_per_s: float, burst: int) -> tuple[float, float] | None:
-    """A bucket's microseconds per reaction and microseconds it holds; None when off."""
-    if rate_per_s <= 0:
-        return None
-    interval_us = 1e6 / rate_per_s
-    return interval_us, burst * interval_us
+@dataclass(slots=True)
+class _Buckets:
+    """The buckets of one kind (users' or client addresses'): their shape, this process's copy
+    of them, and what it charged since the last round."""
+
+    #: Microseconds per reaction (1 / rate) and microseconds a bucket holds (burst / rate).
+    interval_us: float
+    capacity_us: float
+    #: Redis key of the bucket of id ``x``: ``key_prefix + x``.
+    key_prefix: str
+    #: id -> TAT in microseconds of time.monotonic(); a missing id is a full bucket.
+    tats: dict[str, float] = field(default_factory=dict)
+    #: id -> reactions charged since the last round.
+    charged: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rate_per_s: float, burst: int, key_prefix: str) -> "_Buckets | None":
+        """The buckets of a rate; None when the rate is 0 (no limit)."""
+        if rate_per_s <= 0:
+            return None
+        interval_us = 1e6 / rate_per_s
+        return cls(interval_us, burst * interval_us, key_prefix)
+
+    def after(self, charges: dict[str, int], now_us: float) -> tuple[list[float], float]:
+        """The TATs of the buckets of ``charges`` (id -> reactions) were they charged now, and
+        how far past its capacity the fullest would be (> 0: it has no room)."""
+        interval, tats = self.interval_us, self.tats
+        after = [
+            (tat if (tat := tats.get(key, now_us)) > now_us else now_us) + n * interval
+            for key, n in charges.items()
+        ]
+        return after, max(after, default=now_us) - now_us - self.capacity_us
+
+    def take(self, charges: dict[str, int], tats: list[float]) -> None:
+        """Record ``charges`` (id -> reactions), whose buckets' TATs are now ``tats``."""
+        self.tats.update(zip(charges, tats, strict=True))
+        charged = self.charged
+        for key, n in charges.items():
+            charged[key] = charged.get(key, 0) + n
+
+    def adopt(self, key: str, tat: float) -> None:
+        """Take the shared bucket's TAT if it is later than this process's."""
+        if tat > self.tats.get(key, 0.0):
+            self.tats[key] = tat
+
+    def prune(self, now_us: float) -> None:
+        """Forget buckets that are full again (a missing id means just that)."""
+        self.tats = {key: tat for key, tat in self.tats.items() if tat > now_us}
 
 
 def _resp(*args: str | float | int) -> bytes:
@@ -130,10 +178,12 @@ class RateLimiter:
         """``background=False``: no reconciling thread; the caller runs :meth:`reconcile`."""
         self._metrics = metrics
         self._background = background
-        self._prefix = settings.rate_limit_key_prefix
-        self._user = _bucket(settings.rate_limit_per_s, settings.rate_limit_burst)
-        self._address = _bucket(
-            settings.rate_limit_per_address_per_s, settings.rate_limit_per_address_burst
+        prefix = settings.rate_limit_key_prefix
+        self._users = _Buckets.of(settings.rate_limit_per_s, settings.rate_limit_burst, prefix)
+        self._addresses = _Buckets.of(
+            settings.rate_limit_per_address_per_s,
+            settings.rate_limit_per_address_burst,
+            prefix + "address:",
         )
         self._sync_s = settings.rate_limit_sync_s
         self._retry_s = settings.rate_limit_retry_s
@@ -149,11 +199,6 @@ class RateLimiter:
         self._sha = hashlib.sha1(RECONCILE_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis's
         self._conn: Any = None
         self._lock = threading.Lock()
-        #: key -> TAT in microseconds of time.monotonic(); a missing key is a full bucket.
-        self._tats: dict[str, float] = {}
-        #: Reactions charged per key since the last round, users' and addresses' apart.
-        self._charged_users: dict[str, int] = {}
-        self._charged_addresses: dict[str, int] = {}
         self._down = False
         self._next_prune = 0.0
         self._thread: threading.Thread | None = None
@@ -161,46 +206,40 @@ class RateLimiter:
     @property
     def enabled(self) -> bool:
         """Whether a limit is configured."""
-        return bool(self._user or self._address)
+        return bool(self._users or self._addresses)
 
     def acquire(self, users: dict[str, int], address: str | None = None) -> Verdict:
         """Charge ``users`` (user id -> reactions), and ``address`` with their sum; allowed only
         if every bucket has room. No address: the users are trusted (their ids come from sender
         tokens)."""
-        # (key, reactions, its bucket's shape, whether it is a user's)
-        charges: list[tuple[str, int, tuple[float, float], bool]] = []
-        if self._user:
-            shape, prefix = self._user, self._prefix
-            charges = [(prefix + user, n, shape, True) for user, n in users.items()]
-        if self._address and address is not None:
-            key, n = self._prefix + "address:" + address, sum(users.values())
-            charges.append((key, n, self._address, False))
-        if not charges:
+        by_user = self._users
+        by_address = self._addresses if address is not None else None
+        if by_user is None and by_address is None:
             return ALLOWED
         self._start()
         now = time.monotonic() * 1e6
-        wait, worst = 0.0, -1
+        # How far past its capacity the fullest bucket would be: > 0 refuses the request.
+        user_over = address_over = -1.0
         with self._lock:
-            tats = self._tats
-            after = []
-            for i, (key, n, (interval, capacity), _) in enumerate(charges):
-                tat = tats.get(key, now)
-                tat = now + n * interval if tat < now else tat + n * interval
-                if tat - capacity - now > wait:
-                    wait, worst = tat - capacity - now, i
-                after.append(tat)
-            if worst < 0:
-                for (key, n, _, of_user), tat in zip(charges, after, strict=True):
-                    tats[key] = tat
-                    pending = self._charged_users if of_user else self._charged_addresses
-                    pending[key] = pending.get(key, 0) + n
+            if by_user is not None:
+                user_tats, user_over = by_user.after(users, now)
+            if by_address is not None and address is not None:
+                total = {address: sum(users.values())}
+                address_tats, address_over = by_address.after(total, now)
+            allowed = user_over <= 0 and address_over <= 0
+            if allowed:
+                if by_user is not None:
+                    by_user.take(users, user_tats)
+                if by_address is not None:
+                    by_address.take(total, address_tats)
         if self._down:
             self._metrics.unchecked.labels("redis_down").inc()
-        if worst < 0:
+        if allowed:
             return ALLOWED
-        if self._user and worst < len(users):
-            return Verdict(False, retry_after_s=wait / 1e6, user_id=list(users)[worst])
-        return Verdict(False, retry_after_s=wait / 1e6, address=address)
+        if user_over >= address_over:
+            worst = list(users)[user_tats.index(max(user_tats))]
+            return Verdict(False, retry_after_s=user_over / 1e6, user_id=worst)
+        return Verdict(False, retry_after_s=address_over / 1e6, address=address)
 
     def retry_after_header(self, verdict: Verdict) -> str:
         """The Retry-After value (whole seconds, at least 1) of a refused request."""
@@ -213,18 +252,23 @@ class RateLimiter:
         happen now. False when Redis failed (the round's charges stay out of the shared
         buckets: the outage's share of the tolerance).
         """
+        kinds = [b for b in (self._users, self._addresses) if b is not None]
         with self._lock:
-            users, self._charged_users = self._charged_users, {}
-            addresses, self._charged_addresses = self._charged_addresses, {}
-        self._prune()
-        keys = [*users, *addresses]
-        counts = [*users.values(), *addresses.values()]
-        intervals = ((self._user or (0.0, 0.0))[0], (self._address or (0.0, 0.0))[0])
+            charged = []
+            for buckets in kinds:
+                charged.append(buckets.charged)
+                buckets.charged = {}
+        self._prune(kinds)
+        # (buckets, id, Redis key, reactions) of every bucket charged, users' first.
+        charges = [
+            (buckets, key, buckets.key_prefix + key, n)
+            for buckets, keys in zip(kinds, charged, strict=True)
+            for key, n in keys.items()
+        ]
+        users = len(charged[0]) if self._users is not None else 0
         try:
-            for start in range(0, len(keys), _KEYS_PER_CALL):
-                end = min(start + _KEYS_PER_CALL, len(keys))
-                user_keys = max(0, min(len(users), end) - start)
-                self._round(keys[start:end], counts[start:end], user_keys, intervals)
+            for start in range(0, len(charges), _KEYS_PER_CALL):
+                self._round(charges[start : start + _KEYS_PER_CALL], max(0, users - start))
         except redis.RedisError as e:
             self._failed(e)
             return False
@@ -233,31 +277,32 @@ class RateLimiter:
             log.info("rate limit shared again: Redis answers")
         return True
 
-    def _round(
-        self, keys: list[str], counts: list[int], user_keys: int, intervals: tuple[float, float]
-    ) -> None:
-        if not keys:
+    def _round(self, charges: list[tuple[_Buckets, str, str, int]], users: int) -> None:
+        """Reconcile ``charges``, of which the first ``users`` are users'."""
+        if not charges:
             return
+        intervals = [b.interval_us if b else 0.0 for b in (self._users, self._addresses)]
         sent = time.monotonic()
-        reply = self._evalsha(len(keys), *keys, user_keys, *intervals, *counts)
+        reply = self._evalsha(
+            len(charges), *(c[2] for c in charges), users, *intervals, *(c[3] for c in charges)
+        )
         received = time.monotonic()
         # Redis's clock to this process's, taking the answer as made halfway through the trip.
         offset = int(reply[0]) - (sent + received) / 2 * 1e6
         with self._lock:
-            tats = self._tats
-            for key, shared in zip(keys, islice(reply, 1, None), strict=True):
-                tat = int(shared) - offset
-                if tat > tats.get(key, 0.0):
-                    tats[key] = tat
+            for i in range(1, len(reply), 2):
+                buckets, key, _, _ = charges[int(reply[i]) - 1]
+                buckets.adopt(key, int(reply[i + 1]) - offset)
 
-    def _prune(self) -> None:
-        """Forget buckets that are full again (a missing key means just that)."""
+    def _prune(self, kinds: list[_Buckets]) -> None:
+        """Forget buckets that are full again, every ``_PRUNE_S``."""
         now = time.monotonic()
         if now < self._next_prune:
             return
         self._next_prune = now + _PRUNE_S
         with self._lock:
-            self._tats = {key: tat for key, tat in self._tats.items() if tat > now * 1e6}
+            for buckets in kinds:
+                buckets.prune(now * 1e6)
 
     def _start(self) -> None:
         """Start this process's reconciling thread (in a forked child, whose copy of the thread

@@ -380,16 +380,19 @@ class _Reader:
             event_ms = round(when * 1000)
         elif kind is int and when >= EPOCH_SECONDS_BELOW:
             event_ms = when
+        elif when is None and not names.time_required:
+            event_ms = None  # absent or null: the receive time
         else:
             event_ms = self._time(item, index)
         if len(self.errors) > found or user_id is None or emoji is None:
             return
         receive_ms = self.receive_ms
-        event_ms, clamp = clamp_event_time(
-            receive_ms if event_ms is None else event_ms, receive_ms, self.rules
-        )
-        if clamp is not None:
-            self.parsed.clamped[clamp] += 1
+        if event_ms is None:
+            event_ms = receive_ms
+        else:
+            event_ms, clamp = clamp_event_time(event_ms, receive_ms, self.rules)
+            if clamp is not None:
+                self.parsed.clamped[clamp] += 1
         users = self.parsed.users
         users[user_id] = users.get(user_id, 0) + 1
         # The same members, in the same order, as Reaction.encode: the one wire format.
