@@ -1,8 +1,9 @@
 """The gunicorn configuration module: worker model, metrics directory and address, shutdown
 hooks.
 
-The module sets ``PROMETHEUS_MULTIPROC_DIR`` when imported, so each test imports a fresh copy
-with that variable under ``monkeypatch``, and the test process's environment is restored after.
+The module sets ``PROMETHEUS_MULTIPROC_DIR`` and prometheus_client's value class when imported,
+so each test imports a fresh copy with both under ``monkeypatch``, and the test process's are
+restored after.
 """
 
 import importlib
@@ -15,6 +16,7 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 from gunicorn.config import Config
+from prometheus_client import values
 
 from emostream.common.errors import ConfigurationError
 from emostream.ingest.settings import IngestSettings
@@ -28,6 +30,7 @@ MODULE = "emostream.ingest.gunicorn_conf"
 def conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ModuleType]:
     """A fresh import of the configuration, with its metrics directory under tmp_path."""
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
     sys.modules.pop(MODULE, None)
     yield importlib.import_module(MODULE)
     sys.modules.pop(MODULE, None)
@@ -104,13 +107,16 @@ def _master(*bind: str) -> SimpleNamespace:
 
 
 def test_without_a_directory_a_fresh_one_is_made_before_prometheus_is_imported() -> None:
-    """Importing the configuration alone sets the variable and imports no prometheus_client."""
+    """Importing the configuration alone sets the variable, puts prometheus_client in its
+    multiprocess mode, and makes no Kafka client possible before the fork."""
     code = (
         "import os, sys\n"
         f"import {MODULE} as c\n"
         "assert os.environ['PROMETHEUS_MULTIPROC_DIR'] == c.metrics_dir\n"
         "assert os.path.isdir(c.metrics_dir)\n"
-        "assert 'prometheus_client' not in sys.modules\n"
+        "from prometheus_client import Counter, values\n"
+        "Counter('probe', 'a value in the directory').inc()\n"
+        "assert [f for f in os.listdir(c.metrics_dir) if f.startswith('counter_')]\n"
         "assert 'confluent_kafka' not in sys.modules\n"
         "c.on_exit(None)\n"
         "assert not os.path.exists(c.metrics_dir)\n"

@@ -11,8 +11,9 @@ app tells the two apart by the socket a request came in on
 
 prometheus_client's multiprocess mode has every worker write its metrics to files in one
 directory, so a scrape answered by any worker reports them all. The library chooses that mode
-when it is first imported, so a gunicorn configuration creates :class:`MultiprocessMetrics`
-before anything imports prometheus_client, and imports nothing that does at the top. The
+when it is first imported, so a gunicorn configuration creates :class:`MultiprocessMetrics`,
+which sets the directory and only then imports prometheus_client, before anything else does,
+and imports nothing at the top that would import it. The
 directory is the configured one if given, else a fresh temporary one removed when the master
 exits; stale files are cleared at start, and the files of a worker that died are marked so its
 gauges stop counting.
@@ -29,6 +30,7 @@ from gunicorn import glogging
 
 from emostream.common.errors import ConfigurationError
 from emostream.common.logging import gunicorn_logconfig
+from emostream.common.pid import current_pid
 
 #: Seconds a worker may be silent before the master kills it (gunicorn's default).
 WORKER_TIMEOUT_S = 30
@@ -101,6 +103,11 @@ class MultiprocessMetrics:
         self.dir = configured_dir or tempfile.mkdtemp(prefix=f"emostream-{role}-metrics-")
         # prometheus_client reads this itself, in the master and in the workers it forks.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.dir
+        from prometheus_client import values  # noqa: PLC0415 - only once the directory is set
+
+        # Its values check on each change whether they run in a new process; by default with a
+        # system call (os.getpid), which costs more than the change itself.
+        values.ValueClass = values.MultiProcessValue(process_identifier=current_pid)  # type: ignore[no-untyped-call]
         self.port = port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

@@ -26,7 +26,6 @@ limit fails open: an outage of Redis must not become an outage of reactions.
 
 import enum
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +33,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis
+
+from emostream.common.pid import current_pid
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class StreamRegistry:
         The first caller of a process waits for the first load, so a live stream is never
         refused for want of it.
         """
-        pid = os.getpid()
+        pid = current_pid()
         if self._pid == pid:
             return
         with self._start_lock:

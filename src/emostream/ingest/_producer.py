@@ -18,7 +18,6 @@ requests leave alone.
 """
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from emostream.common.errors import BackpressureError
 from emostream.common.kafka import CredentialCheck
+from emostream.common.pid import current_pid
 from emostream.ingest._metrics import IngestMetrics
 from emostream.ingest._validation import KafkaMessage
 from emostream.ingest.settings import IngestSettings
@@ -229,16 +229,16 @@ class ReactionProducer:
     def _existing(self) -> "_Client | None":
         """This process's client, if it has made one."""
         client = self._current
-        return client if client is not None and client.pid == os.getpid() else None
+        return client if client is not None and client.pid == current_pid() else None
 
     def _client(self) -> "_Client":
         """This process's working client, made on first use (or after a fatal error)."""
         client = self._current
-        if client is not None and client.pid == os.getpid() and not client.fatal:
+        if client is not None and client.pid == current_pid() and not client.fatal:
             return client
         with self._lock:
             client = self._current
-            if client is not None and (client.pid != os.getpid() or client.fatal):
+            if client is not None and (client.pid != current_pid() or client.fatal):
                 client.abandon()
                 client = self._current = None
             if client is None:
@@ -326,7 +326,7 @@ class _Client:
 
     def __init__(self, config: dict[str, Any], metrics: IngestMetrics) -> None:
         self.fatal = False
-        self.pid = os.getpid()
+        self.pid = current_pid()
         self.lock = threading.Lock()
         self.producer = Producer(config)
         self._metrics = metrics
@@ -365,7 +365,7 @@ class _Client:
 
     def abandon(self) -> None:
         """Leave this client alone for good (made by a parent process, or failed fatally)."""
-        if self.pid == os.getpid():
+        if self.pid == current_pid():
             self._stop.set()
         _ABANDONED.append(self.producer)
 
