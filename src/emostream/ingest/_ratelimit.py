@@ -254,21 +254,28 @@ class RateLimiter:
         """
         kinds = [b for b in (self._users, self._addresses) if b is not None]
         with self._lock:
-            charged = []
+            charged = [b.charged for b in kinds]
             for buckets in kinds:
-                charged.append(buckets.charged)
                 buckets.charged = {}
         self._prune(kinds)
-        # (buckets, id, Redis key, reactions) of every bucket charged, users' first.
-        charges = [
-            (buckets, key, buckets.key_prefix + key, n)
-            for buckets, keys in zip(kinds, charged, strict=True)
-            for key, n in keys.items()
-        ]
+        # Every bucket charged, users' first: its id here, its key in Redis, its reactions.
+        ids: list[str] = []
+        keys: list[str] = []
+        counts: list[int] = []
+        for buckets, charges in zip(kinds, charged, strict=True):
+            prefix = buckets.key_prefix
+            ids.extend(charges)
+            keys.extend([prefix + key for key in charges])
+            counts.extend(charges.values())
         users = len(charged[0]) if self._users is not None else 0
         try:
-            for start in range(0, len(charges), _KEYS_PER_CALL):
-                self._round(charges[start : start + _KEYS_PER_CALL], max(0, users - start))
+            for start in range(0, len(keys), _KEYS_PER_CALL):
+                end = start + _KEYS_PER_CALL
+                shared = self._round(keys[start:end], counts[start:end], max(0, users - start))
+                with self._lock:
+                    for i, tat in shared:
+                        at = start + i
+                        kinds[0 if at < users else -1].adopt(ids[at], tat)
         except redis.RedisError as e:
             self._failed(e)
             return False
@@ -277,22 +284,19 @@ class RateLimiter:
             log.info("rate limit shared again: Redis answers")
         return True
 
-    def _round(self, charges: list[tuple[_Buckets, str, str, int]], users: int) -> None:
-        """Reconcile ``charges``, of which the first ``users`` are users'."""
-        if not charges:
-            return
+    def _round(self, keys: list[str], counts: list[int], users: int) -> list[tuple[int, float]]:
+        """Add ``counts`` to the shared buckets ``keys``, of which the first ``users`` are
+        users'; return (position in ``keys``, TAT in microseconds of time.monotonic()) of the
+        buckets that were not full before."""
+        if not keys:
+            return []
         intervals = [b.interval_us if b else 0.0 for b in (self._users, self._addresses)]
         sent = time.monotonic()
-        reply = self._evalsha(
-            len(charges), *(c[2] for c in charges), users, *intervals, *(c[3] for c in charges)
-        )
+        reply = self._evalsha(len(keys), *keys, users, *intervals, *counts)
         received = time.monotonic()
         # Redis's clock to this process's, taking the answer as made halfway through the trip.
         offset = int(reply[0]) - (sent + received) / 2 * 1e6
-        with self._lock:
-            for i in range(1, len(reply), 2):
-                buckets, key, _, _ = charges[int(reply[i]) - 1]
-                buckets.adopt(key, int(reply[i + 1]) - offset)
+        return [(int(reply[i]) - 1, int(reply[i + 1]) - offset) for i in range(1, len(reply), 2)]
 
     def _prune(self, kinds: list[_Buckets]) -> None:
         """Forget buckets that are full again, every ``_PRUNE_S``."""
