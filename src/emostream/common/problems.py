@@ -85,6 +85,11 @@ class HttpProblemError(EmostreamError):
         )
 
 
+def unexpected_error() -> HttpProblemError:
+    """The 500 of a bug: what went wrong is in the log, not in the reply."""
+    return HttpProblemError(500, "an unexpected error occurred; it has been logged")
+
+
 def from_http_exception(error: HTTPException) -> HttpProblemError:
     """The problem equivalent of a Werkzeug error (404, 405, 413 while reading, 500 ...)."""
     status = error.code or 500

@@ -24,6 +24,7 @@ from emostream.common.problems import (
     HttpProblemError,
     from_http_exception,
     stream_not_live,
+    unexpected_error,
 )
 from emostream.common.tokens import bearer
 from emostream.ingest._runtime import IngestRuntime
@@ -31,8 +32,6 @@ from emostream.ingest._validation import parse_stream_id
 from emostream.ingest.openapi import openapi_document
 
 log = logging.getLogger(__name__)
-
-SEND_EMOJI_REPLY = encode_json({"status": "Emoji data received"})
 
 
 class IngestApi:
@@ -56,7 +55,7 @@ class IngestApi:
         app.add_url_rule("/v1/streams/<stream_id>", view_func=self.open_stream, methods=["PUT"])
         app.add_url_rule("/v1/streams/<stream_id>", view_func=self.close_stream, methods=["DELETE"])
         apps.add_service_routes(app, self)
-        app.register_error_handler(HttpProblemError, self._on_problem)
+        app.register_error_handler(HttpProblemError, HttpProblemError.to_response)
         app.register_error_handler(HTTPException, self._on_http_exception)
         app.register_error_handler(Exception, self._on_unexpected)
         app.before_request(self._start_timer)
@@ -138,17 +137,12 @@ class IngestApi:
 
     # Error handlers and request metrics.
 
-    def _on_problem(self, problem: HttpProblemError) -> Response:
-        return problem.to_response()
-
     def _on_http_exception(self, error: HTTPException) -> Response:
         return from_http_exception(error).to_response()
 
     def _on_unexpected(self, error: Exception) -> Response:
         log.error("unexpected error", extra={"path": request.path}, exc_info=error)
-        return HttpProblemError(
-            500, "an unexpected error occurred; it has been logged"
-        ).to_response()
+        return unexpected_error().to_response()
 
     def _start_timer(self) -> None:
         g.emostream_started = time.perf_counter()

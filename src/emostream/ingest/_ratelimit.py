@@ -203,11 +203,6 @@ class RateLimiter:
         self._next_prune = 0.0
         self._thread: threading.Thread | None = None
 
-    @property
-    def enabled(self) -> bool:
-        """Whether a limit is configured."""
-        return bool(self._users or self._addresses)
-
     def acquire(self, users: dict[str, int], address: str | None = None) -> Verdict:
         """Charge ``users`` (user id -> reactions), and ``address`` with their sum; allowed only
         if every bucket has room. No address: the users are trusted (their ids come from sender

@@ -31,6 +31,7 @@ from emostream.common.problems import (
     HttpProblemError,
     stream_not_live,
     token_problem,
+    unexpected_error,
 )
 from emostream.common.registry import Admission
 from emostream.common.tokens import Claims, TokenError, bearer, scope_error
@@ -103,7 +104,7 @@ class ReactionRoutes:
             refusal = problem
         except Exception:
             log.exception("unexpected error", extra={"path": environ.get("PATH_INFO")})
-            refusal = HttpProblemError(500, "an unexpected error occurred; it has been logged")
+            refusal = unexpected_error()
         else:
             start_response(
                 "200 OK" if status == 200 else "202 Accepted",
