@@ -29,6 +29,7 @@ from bench._brokers import kafka, redis
 from bench.ingest._services import (
     ServerConfig,
     accepted_events,
+    cpu_seconds,
     gunicorn,
     messages_in,
     new_topic,
@@ -79,6 +80,8 @@ class Measured:
     in_kafka: int | None
     accepted_events: int | None
     cpu_per_request_s: float
+    #: The broker's CPU per event while measured; None when it is not a process of this run.
+    broker_cpu_per_event_s: float | None
     #: The most messages the producers' queues held at once while measured (sampled).
     max_queue: int
 
@@ -93,6 +96,8 @@ class Measured:
         if self.in_kafka is not None and self.accepted_events is not None:
             same = "all" if self.in_kafka == self.accepted_events else "MISMATCH"
             kafka = f"  Kafka holds {self.in_kafka:,} of {self.accepted_events:,} accepted ({same})"
+        if self.broker_cpu_per_event_s is not None and self.phase.counts_kafka:
+            kafka = f"  broker CPU {self.broker_cpu_per_event_s * 1e6:,.1f} us/ev" + kafka
         refused = self.load.non_2xx + self.load.socket_errors
         return (
             f"{self.phase.name:<18} {self.load.rps:>7,.0f} req/s {self.events_per_s:>9,.0f} ev/s"
@@ -151,6 +156,7 @@ def _measure(
     *,
     env: dict[str, str],
     bootstrap: str,
+    broker_pid: int | None,
     work: Path,
     o: Options,
 ) -> Measured:
@@ -169,16 +175,27 @@ def _measure(
         common = {"connections": o.connections, "threads": o.wrk_threads}
         run_wrk(url, script, work, duration_s=o.warmup_s, **common)
         cpu_before = server.cpu_seconds()
+        broker_before = cpu_seconds(broker_pid) if broker_pid else 0.0
         with QueueSampler(server.metrics_url) as queue:
             load = run_wrk(url, script, work, duration_s=o.duration_s, **common)
         cpu = server.cpu_seconds() - cpu_before
+        broker_cpu = cpu_seconds(broker_pid) - broker_before if broker_pid else None
         # wrk does not count the requests still open when it stops; the server's own counter
         # of accepted events (every worker's, in multiprocess mode) does, once they are done.
         time.sleep(1.0)
         accepted = accepted_events(server.metrics_url) if phase.counts_kafka else None
     # The server has stopped, and its workers flushed their producers on the way out.
     in_kafka = messages_in(bootstrap, topic) if phase.counts_kafka else None
-    return Measured(phase, load, in_kafka, accepted, cpu / max(1, load.requests), queue.most)
+    events = max(1, load.requests * phase.events_per_request)
+    return Measured(
+        phase,
+        load,
+        in_kafka,
+        accepted,
+        cpu / max(1, load.requests),
+        None if broker_cpu is None else broker_cpu / events,
+        queue.most,
+    )
 
 
 class QueueSampler:
@@ -231,8 +248,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{o.duration_s:g} s per phase after {o.warmup_s:g} s warm-up, "
                 f"{o.repeat} run(s) each, {os.cpu_count()} cores"
             )
+            # The broker's CPU is reported only for one started here (its process is known).
+            broker_pid = None if given_kafka else procs.running_pid("kafka")
             if len(o.configs) > 1:
-                _compare(o, env=env, bootstrap=bootstrap, work=work)
+                _compare(o, env=env, bootstrap=bootstrap, broker_pid=broker_pid, work=work)
                 return 0
             for config in o.configs:
                 _say(f"\n== gunicorn {config}")
@@ -242,7 +261,15 @@ def main(argv: list[str] | None = None) -> int:
                     runs = []
                     for _ in range(o.repeat):
                         runs.append(
-                            _measure(phase, config, env=env, bootstrap=bootstrap, work=work, o=o)
+                            _measure(
+                                phase,
+                                config,
+                                env=env,
+                                bootstrap=bootstrap,
+                                broker_pid=broker_pid,
+                                work=work,
+                                o=o,
+                            )
                         )
                         if o.repeat > 1:
                             _say("  run   " + runs[-1].line())
@@ -252,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _compare(o: Options, *, env: dict[str, str], bootstrap: str, work: Path) -> None:
+def _compare(
+    o: Options, *, env: dict[str, str], bootstrap: str, broker_pid: int | None, work: Path
+) -> None:
     """Each phase on every configuration in turn (A B C A B C ...), so that a shared machine's
     drift falls on all of them alike; then each configuration's spread, and its figures over
     the first configuration's, run by run."""
@@ -263,7 +292,15 @@ def _compare(o: Options, *, env: dict[str, str], bootstrap: str, work: Path) -> 
         for _ in range(o.repeat):
             for config in o.configs:
                 runs[config].append(
-                    _measure(phase, config, env=env, bootstrap=bootstrap, work=work, o=o)
+                    _measure(
+                        phase,
+                        config,
+                        env=env,
+                        bootstrap=bootstrap,
+                        broker_pid=broker_pid,
+                        work=work,
+                        o=o,
+                    )
                 )
                 _say(f"  run   {config}: {runs[config][-1].line()}")
         first = runs[o.configs[0]]
