@@ -16,6 +16,7 @@ local stack runs it: ``nginx+gthread:2:8``) in turn, run by run, to choose one.
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import threading
@@ -80,8 +81,9 @@ class Measured:
     in_kafka: int | None
     accepted_events: int | None
     cpu_per_request_s: float
-    #: The broker's CPU per event while measured; None when it is not a process of this run.
-    broker_cpu_per_event_s: float | None
+    #: Cores kept busy while measured, by whom: the server, the broker (when it is a process of
+    #: this run) and wrk. Their sum against the machine's cores shows whether it was saturated.
+    cores: dict[str, float]
     #: The most messages the producers' queues held at once while measured (sampled).
     max_queue: int
 
@@ -96,14 +98,13 @@ class Measured:
         if self.in_kafka is not None and self.accepted_events is not None:
             same = "all" if self.in_kafka == self.accepted_events else "MISMATCH"
             kafka = f"  Kafka holds {self.in_kafka:,} of {self.accepted_events:,} accepted ({same})"
-        if self.broker_cpu_per_event_s is not None and self.phase.counts_kafka:
-            kafka = f"  broker CPU {self.broker_cpu_per_event_s * 1e6:,.1f} us/ev" + kafka
         refused = self.load.non_2xx + self.load.socket_errors
         return (
             f"{self.phase.name:<18} {self.load.rps:>7,.0f} req/s {self.events_per_s:>9,.0f} ev/s"
             f"  p50 {self.load.p50_ms:>6.1f} ms  p99 {self.load.p99_ms:>6.1f} ms"
             f"  server CPU {self.cpu_per_request_s * 1e6:>5,.0f} us/req"
             f"  non-2xx {refused:,}  producer queue max {self.max_queue:,}{kafka}"
+            f"  cores busy: {', '.join(f'{k} {v:.2f}' for k, v in self.cores.items())}"
         )
 
 
@@ -176,26 +177,27 @@ def _measure(
         run_wrk(url, script, work, duration_s=o.warmup_s, **common)
         cpu_before = server.cpu_seconds()
         broker_before = cpu_seconds(broker_pid) if broker_pid else 0.0
+        wrk_before = _children_cpu_seconds()
         with QueueSampler(server.metrics_url) as queue:
             load = run_wrk(url, script, work, duration_s=o.duration_s, **common)
         cpu = server.cpu_seconds() - cpu_before
-        broker_cpu = cpu_seconds(broker_pid) - broker_before if broker_pid else None
+        cores = {"server": cpu / load.duration_s}
+        if broker_pid:
+            cores["broker"] = (cpu_seconds(broker_pid) - broker_before) / load.duration_s
+        cores["wrk"] = (_children_cpu_seconds() - wrk_before) / load.duration_s
         # wrk does not count the requests still open when it stops; the server's own counter
         # of accepted events (every worker's, in multiprocess mode) does, once they are done.
         time.sleep(1.0)
         accepted = accepted_events(server.metrics_url) if phase.counts_kafka else None
     # The server has stopped, and its workers flushed their producers on the way out.
     in_kafka = messages_in(bootstrap, topic) if phase.counts_kafka else None
-    events = max(1, load.requests * phase.events_per_request)
-    return Measured(
-        phase,
-        load,
-        in_kafka,
-        accepted,
-        cpu / max(1, load.requests),
-        None if broker_cpu is None else broker_cpu / events,
-        queue.most,
-    )
+    return Measured(phase, load, in_kafka, accepted, cpu / max(1, load.requests), cores, queue.most)
+
+
+def _children_cpu_seconds() -> float:
+    """CPU time of this process's finished children: wrk's, once it has run."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class QueueSampler:
