@@ -51,6 +51,9 @@ def test_sse_feed_follows_the_contract(fanout: str, producer: Producer, topics: 
         assert feed.response.headers["Content-Type"].startswith("text/event-stream")
         assert feed.response.headers["Cache-Control"] == "no-cache"
         assert feed.response.headers["X-Accel-Buffering"] == "no"
+        # One chunked body, and the connection ends with the feed (the viewer reconnects).
+        assert feed.response.headers["Transfer-Encoding"] == "chunked"
+        assert feed.response.headers["Connection"] == "close"
         feed.wait_open()
         assert feed.text.startswith("retry: 2000\n\n")
         messages = [swarm_message(stream, b, window=b) for b in (1, 2, 3)]

@@ -31,7 +31,8 @@ from emostream.common.tokens import (
     verify_legacy_viewer_token,
 )
 from emostream.fanout._feeds import HandshakeError, sse_body, sse_closed, websocket_feed
-from emostream.fanout._hub import CapacityError, Subscription
+from emostream.fanout._hub import CapacityError, Sink, Subscription
+from emostream.fanout._push import SocketFeed, SocketFeeds, TakenOverResponse, taken_over
 from emostream.fanout._runtime import FanoutRuntime
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -57,6 +58,7 @@ class FanoutApi:
         self._settings = runtime.settings
         self._allowed_origins = set(runtime.settings.cors_allowed_origins)
         self._openapi = OPENAPI_JSON.read_bytes()
+        self._socket_feeds = SocketFeeds(runtime.settings.heartbeat_s)
 
     def register(self, app: Flask) -> None:
         """Add the routes, error handlers and CORS headers to ``app``."""
@@ -76,8 +78,17 @@ class FanoutApi:
     # Routes.
 
     def events(self, stream_id: str) -> Response:
-        """``GET /v1/streams/<stream_id>/events``: the Server-Sent Events feed of one stream."""
-        sub = self._open(_stream_id(stream_id), "sse")
+        """``GET /v1/streams/<stream_id>/events``: the Server-Sent Events feed of one stream.
+
+        Under gunicorn the feed takes the connection over (:mod:`emostream.fanout._push`);
+        elsewhere the response body is a generator with a greenlet of its own.
+        """
+        stream_id = _stream_id(stream_id)
+        if taken_over(request.environ):
+            feed = SocketFeed(self._runtime, self._socket_feeds, stream_id)
+            sub = self._open(stream_id, "sse", sink=feed)
+            return TakenOverResponse(feed, sub, mimetype="text/event-stream", headers=SSE_HEADERS)
+        sub = self._open(stream_id, "sse")
         sock = request.environ.get("gunicorn.socket")
         body = sse_body(self._runtime, sub, sock)
         response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
@@ -134,14 +145,14 @@ class FanoutApi:
 
     # Steps of opening a feed.
 
-    def _open(self, stream_id: str, transport: str) -> Subscription:
+    def _open(self, stream_id: str, transport: str, sink: Sink | None = None) -> Subscription:
         last_event_id = _last_event_id()
         self._check_token(stream_id)
         runtime = self._runtime
         if self._settings.registry_mode == "closed" and not runtime.registry.is_live(stream_id):
             raise stream_not_live(stream_id)
         try:
-            return runtime.open(stream_id, transport, last_event_id)
+            return runtime.open(stream_id, transport, last_event_id, sink)
         except CapacityError as exc:
             raise HttpProblemError(
                 503,

@@ -45,7 +45,7 @@ class HandshakeError(EmostreamError):
     """The request asked for a WebSocket but its handshake is incomplete or invalid."""
 
 
-def _observe_lag(runtime: FanoutRuntime, transport: str, swarms: list[Swarm]) -> None:
+def observe_lag(runtime: FanoutRuntime, transport: str, swarms: list[Swarm]) -> None:
     """Time live swarms' write: from their emission, and from the newest reaction they count."""
     now = now_ms()
     metrics = runtime.metrics
@@ -69,7 +69,7 @@ def sse_body(runtime: FanoutRuntime, sub: Subscription, sock: Any | None) -> Ite
     s = runtime.settings
     delivered = runtime.metrics.delivered
     timed = runtime.sample_latency("sse")
-    old_timeout = _guard_writes(sock, s.write_timeout_s)
+    old_timeout = guard_writes(sock, s.write_timeout_s)
     reason = "closed"
     try:
         backlog = sub.take_backlog()
@@ -88,14 +88,14 @@ def sse_body(runtime: FanoutRuntime, sub: Subscription, sock: Any | None) -> Ite
                 yield b"".join([swarm.render(viewers)[1] for swarm in live])
                 delivered["sse"] += len(live)
                 if timed:
-                    _observe_lag(runtime, "sse", live)
+                    observe_lag(runtime, "sse", live)
             last_write = time.monotonic()
     except SubscriptionClosedError as exc:
         reason = exc.reason
     except GeneratorExit as stop:
         # The server stopped asking for chunks because a write failed; the error it met is
         # the context of this exit (gunicorn closes the body while that error propagates).
-        reason = _count_write_error(runtime, "sse", stop.__context__)
+        reason = count_write_error(runtime, "sse", stop.__context__)
         raise
     finally:
         sub.close()
@@ -103,7 +103,7 @@ def sse_body(runtime: FanoutRuntime, sub: Subscription, sock: Any | None) -> Ite
         log.debug("feed ended", extra={"stream_id": sub.stream_id, "reason": reason})
 
 
-def _count_write_error(runtime: FanoutRuntime, transport: str, error: BaseException | None) -> str:
+def count_write_error(runtime: FanoutRuntime, transport: str, error: BaseException | None) -> str:
     """Count a feed ended by a failed write, and return the reason it ended.
 
     A reset or broken pipe means the viewer closed its end (a tab closed with data unread, a
@@ -134,7 +134,7 @@ def sse_closed(sub: Subscription, sock: Any | None) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-def _guard_writes(sock: Any | None, timeout: float) -> float | None:
+def guard_writes(sock: Any | None, timeout: float) -> float | None:
     """Bound how long writes to ``sock`` may stall; returns its previous send timeout."""
     if sock is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
         with suppress(OSError, AttributeError):
@@ -190,7 +190,7 @@ def websocket_feed(runtime: FanoutRuntime, sub: Subscription, environ: dict[str,
         raise
     raw = ws.sock
     ws.sock = _WholeFrames(raw)
-    _guard_writes(raw, s.write_timeout_s)
+    guard_writes(raw, s.write_timeout_s)
     reason = "closed"
     try:
         viewers = runtime.viewers(sub.stream_id)
@@ -205,14 +205,14 @@ def websocket_feed(runtime: FanoutRuntime, sub: Subscription, environ: dict[str,
                     ws.send(swarm.render(viewers)[0])
                 delivered["ws"] += len(live)
                 if timed:
-                    _observe_lag(runtime, "ws", live)
+                    observe_lag(runtime, "ws", live)
     except SubscriptionClosedError as exc:
         reason = exc.reason
     except ConnectionClosed:
         runtime.metrics.viewers_left.labels("ws").inc()
         reason = "viewer left"
     except OSError as exc:
-        reason = _count_write_error(runtime, "ws", exc)
+        reason = count_write_error(runtime, "ws", exc)
     finally:
         sub.close()
         with suppress(ConnectionClosed, OSError):

@@ -36,6 +36,7 @@ import threading
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from emostream.common.errors import BackpressureError, EmostreamError
 from emostream.common.events import now_ms
@@ -63,12 +64,24 @@ class SubscriptionClosedError(EmostreamError):
         self.reason = reason
 
 
+class Sink(Protocol):
+    """Where a subscription's live swarms go when no greenlet of its connection waits for them:
+    written at once by the publisher (:class:`~emostream.fanout._push.SocketFeed`)."""
+
+    def offer(self, swarm: Swarm) -> str | None:
+        """Write or hold ``swarm`` without blocking; the reason the feed must end instead."""
+
+    def end(self, reason: str) -> None:
+        """The subscription ended for ``reason``: close the connection."""
+
+
 class Subscription:
     """One connection's feed of one stream: a backlog taken at subscribe time, then live swarms.
 
-    Only the hub puts swarms in (from the consumer); only the connection takes them out. Ids
-    only move forward: anything not greater than the last id handed out is skipped, which makes
-    a snapshot read from Redis and the live feed safe to combine.
+    Only the hub puts swarms in (from the consumer). The connection takes them out with
+    :meth:`take`, or, with a ``sink``, the hub hands each one to the sink as it comes. Ids only
+    move forward: anything not greater than the last id handed out is skipped, which makes a
+    snapshot read from Redis and the live feed safe to combine.
     """
 
     def __init__(
@@ -80,11 +93,13 @@ class Subscription:
         capacity: int,
         backlog: list[Swarm],
         last_id: str | None,
+        sink: Sink | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.transport = transport
         self.capacity = capacity
         self._hub = hub
+        self._sink = sink
         self._backlog = backlog
         self._queue: deque[Swarm] = deque()
         self._wake = threading.Event()
@@ -137,18 +152,27 @@ class Subscription:
 
     # -- called by the hub, under its lock ---------------------------------------------------
 
-    def _offer(self, swarm: Swarm) -> bool:
+    def _offer(self, swarm: Swarm) -> str | None:
+        """Take ``swarm``; the reason the subscription must end instead, if it must."""
+        sink = self._sink
+        if sink is not None:
+            if not self._newer(swarm):
+                return None
+            self._last_id = swarm.id
+            return sink.offer(swarm)
         if len(self._queue) >= self.capacity:
-            return False
+            return "overflow"
         self._queue.append(swarm)
         self._wake.set()
-        return True
+        return None
 
     def _end(self, reason: str) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
         self._queue.clear()
         self._wake.set()
+        if self._sink is not None:
+            self._sink.end(self.closed_reason)
 
 
 @dataclass
@@ -249,9 +273,15 @@ class Hub:
                 self._push_size(swarm.stream_id, stream)
             else:
                 self._idle.move_to_end(swarm.stream_id)
-            slow = [sub for sub in stream.subscribers if not sub._offer(swarm)]
+            ended = [
+                (sub, reason)
+                for sub in stream.subscribers
+                if (reason := sub._offer(swarm)) is not None
+            ]
+            slow = [sub for sub, reason in ended if reason == "overflow"]
+            for sub, reason in ended:
+                self._drop(stream, sub, reason)
             for sub in slow:
-                self._drop(stream, sub, "overflow")
                 self.stats.slow_disconnects[sub.transport] += 1
             if slow:
                 log.info(
@@ -311,8 +341,9 @@ class Hub:
         transport: str,
         last_event_id: str | None = None,
         snapshot: Swarm | None = None,
+        sink: Sink | None = None,
     ) -> Subscription:
-        """A new viewer of ``stream_id``.
+        """A new viewer of ``stream_id``, its live swarms handed to ``sink`` if given.
 
         With ``last_event_id`` the backlog is every buffered swarm after it; without, it is the
         newest buffered swarm, else ``snapshot`` (read from Redis by the caller). Backlog and
@@ -339,6 +370,7 @@ class Hub:
                 capacity=self._queue_size,
                 backlog=backlog,
                 last_id=last_event_id,
+                sink=sink,
             )
             if not stream.subscribers:
                 del self._idle[stream_id]

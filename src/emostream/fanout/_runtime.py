@@ -30,7 +30,7 @@ from emostream.common.events import now_ms
 from emostream.common.keys import latest_swarm_key
 from emostream.common.registry import StreamRegistry
 from emostream.common.tokens import TokenVerifier
-from emostream.fanout._hub import TRANSPORTS, Hub, Subscription
+from emostream.fanout._hub import TRANSPORTS, Hub, Sink, Subscription
 from emostream.fanout._metrics import FanoutMetrics, StateSources
 from emostream.fanout._presence import Presence
 from emostream.fanout._swarm import Swarm
@@ -225,8 +225,15 @@ class FanoutRuntime:
                 log.exception("fanout maintenance failed; retrying")
             self._stop.wait(period)
 
-    def open(self, stream_id: str, transport: str, last_event_id: str | None) -> Subscription:
-        """Subscribe a new connection, greeting a new viewer with the latest snapshot.
+    def open(
+        self,
+        stream_id: str,
+        transport: str,
+        last_event_id: str | None,
+        sink: Sink | None = None,
+    ) -> Subscription:
+        """Subscribe a new connection, greeting a new viewer with the latest snapshot; its live
+        swarms go to ``sink`` if given.
 
         Raises :class:`~emostream.fanout._hub.CapacityError` when the worker is full.
         """
@@ -235,7 +242,11 @@ class FanoutRuntime:
         if last_event_id is None and not self.hub.has_buffered(stream_id):
             snapshot = self._redis_snapshot(stream_id)
         return self.hub.subscribe(
-            stream_id, transport=transport, last_event_id=last_event_id, snapshot=snapshot
+            stream_id,
+            transport=transport,
+            last_event_id=last_event_id,
+            snapshot=snapshot,
+            sink=sink,
         )
 
     def _redis_snapshot(self, stream_id: str) -> Swarm | None:

@@ -42,3 +42,8 @@ def retry_frame(retry_ms: int) -> bytes:
 def comment(text: str) -> bytes:
     """A comment block (ignored by parsers), one ``:`` line per line of ``text``."""
     return "".join(f": {line}\n" for line in _LINE_BREAK.split(text)).encode() + b"\n"
+
+
+def chunked(data: bytes) -> bytes:
+    """``data`` as one chunk of an HTTP/1.1 chunked body (RFC 9112 section 7.1)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)

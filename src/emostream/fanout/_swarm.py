@@ -8,7 +8,7 @@ import orjson
 
 from emostream.common.errors import InvalidEventError
 from emostream.common.events import STREAM_ID_RE
-from emostream.fanout._sse import event_frame
+from emostream.fanout._sse import chunked, event_frame
 
 #: Swarm ids are short printable tokens; the aggregation's are ``<batch>-<window start>``.
 _SWARM_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -16,6 +16,15 @@ _SWARM_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 SWARM_EVENT = "swarm"
 #: The member fanout adds to every swarm it delivers: the stream's viewers across all pods.
 VIEWERS_FIELD = "viewers"
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendering:
+    """One swarm with one viewer count, encoded for each transport."""
+
+    text: str
+    frame: bytes
+    chunk: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,20 +46,31 @@ class Swarm:
     emitted_at_ms: int | None
     text: str
     last_receive_ms: int | None = None
-    _rendered: list[tuple[int, str, bytes]] = field(default_factory=list, compare=False, repr=False)
+    _rendered: list[tuple[int, "_Rendering"]] = field(
+        default_factory=list, compare=False, repr=False
+    )
 
     def render(self, viewers: int) -> tuple[str, bytes]:
         """The WebSocket text and the SSE frame of this swarm carrying ``"viewers": viewers``."""
+        rendering = self._rendering(viewers)
+        return rendering.text, rendering.frame
+
+    def chunk(self, viewers: int) -> bytes:
+        """The SSE frame as one HTTP/1.1 chunk, for feeds written straight into their sockets."""
+        return self._rendering(viewers).chunk
+
+    def _rendering(self, viewers: int) -> "_Rendering":
         cached = self._rendered
         if cached and cached[0][0] == viewers:
-            return cached[0][1], cached[0][2]
+            return cached[0][1]
         # ``text`` is a compact JSON object without a viewers member (see from_object), so the
         # member can be spliced in before the closing brace instead of encoding it all again.
         text = f'{self.text[:-1]},"{VIEWERS_FIELD}":{int(viewers)}}}'
         frame = event_frame(text, event_id=self.id, event=SWARM_EVENT)
+        rendering = _Rendering(text, frame, chunked(frame))
         # One slot, replaced whole: readers on other greenlets see the old or the new entry.
-        cached[:] = [(viewers, text, frame)]
-        return text, frame
+        cached[:] = [(viewers, rendering)]
+        return rendering
 
     @classmethod
     def from_object(cls, obj: Any, *, fallback_time_ms: int) -> "Swarm":
