@@ -136,10 +136,17 @@ def sse_closed(sub: Subscription, sock: Any | None) -> None:
 
 def guard_writes(sock: Any | None, timeout: float) -> float | None:
     """Bound how long writes to ``sock`` may stall; returns its previous send timeout."""
-    if sock is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
+    if sock is not None:
+        abort_unacknowledged(sock, timeout)
+    return _set_send_timeout(sock, timeout)
+
+
+def abort_unacknowledged(sock: Any, timeout: float) -> None:
+    """Have the kernel abort ``sock``'s connection when data it sent stays unacknowledged for
+    ``timeout`` seconds (``TCP_USER_TIMEOUT``; where there is none, retransmissions go on)."""
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
         with suppress(OSError, AttributeError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout * 1000))
-    return _set_send_timeout(sock, timeout)
 
 
 def _set_send_timeout(sock: Any | None, timeout: float | None) -> float | None:

@@ -35,7 +35,7 @@ from flask import Response
 from gevent import monkey
 from gevent.socket import wait_write
 
-from emostream.fanout._feeds import count_write_error, guard_writes, observe_lag
+from emostream.fanout._feeds import abort_unacknowledged, count_write_error, observe_lag
 from emostream.fanout._hub import Subscription
 from emostream.fanout._sse import HEARTBEAT, chunked, retry_frame
 from emostream.fanout._swarm import Swarm
@@ -100,20 +100,22 @@ class SocketFeed:
             return
         self._closed = True
         self._feeds.discard(self)
-        writer, self._writer = self._writer, None
-        if writer is not None and writer is not gevent.getcurrent():
-            writer.kill(block=False)
-        sock = self._sock
+        log.debug("feed ended", extra={"stream_id": self._stream_id, "reason": reason})
+        sock, writer = self._sock, self._writer
         if sock is None:
             return
-        if reason != "closed" and self._pending is None:
-            # The worker ends the feed: end the body cleanly if the socket takes it now.
+        if writer is not None:
+            # The writer may be waiting on the socket: close it once the writer is gone (a
+            # link runs even for a greenlet killed before it started).
+            writer.link(lambda _: _close(sock))
+            if writer is not gevent.getcurrent():
+                writer.kill(block=False)
+            return
+        if reason != "closed":
+            # The worker ends the feed and the socket is free: end the body cleanly.
             with suppress(OSError):
                 sock.send(_LAST_CHUNK)
-        with suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
-        log.debug("feed ended", extra={"stream_id": self._stream_id, "reason": reason})
+        _close(sock)
 
     # -- the connection's side -----------------------------------------------------------
 
@@ -126,8 +128,9 @@ class SocketFeed:
             return
         self._sub = sub
         sock = self._sock = _PlainSocket(fileno=os.dup(connection.fileno()))
+        # Never a timeout on the socket itself: a send must not wait, here or in the hub.
         sock.setblocking(False)
-        guard_writes(sock, self._runtime.settings.write_timeout_s)
+        abort_unacknowledged(sock, self._runtime.settings.write_timeout_s)
         backlog = sub.take_backlog()
         viewers = self._runtime.viewers(self._stream_id)
         first = [head, chunked(retry_frame(self._runtime.settings.retry_ms))]
@@ -176,14 +179,13 @@ class SocketFeed:
                     with suppress(BlockingIOError):
                         data = data[sock.send(data) :]
                 self.last_write = time.monotonic()
+            self._pending = None
         except OSError as exc:  # a timeout too: socket.timeout is an OSError
-            self._writer = None
             self._failed(exc)
             if self._sub is not None:
                 self._sub.close()
-            return
-        self._pending = None
-        self._writer = None
+        finally:
+            self._writer = None
 
     def _failed(self, exc: OSError) -> None:
         """Count a failed send; the subscription's end closes the socket."""
@@ -249,6 +251,13 @@ def _chunked_head(status: str, headers: Iterable[tuple[str, str]]) -> bytes:
     lines += [f"{name}: {value}\r\n" for name, value in headers]
     lines.append("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
     return "".join(lines).encode("latin-1")
+
+
+def _close(sock: socket.socket) -> None:
+    """Send FIN after what is queued, then release the descriptor."""
+    with suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
 
 
 def taken_over(environ: dict[str, Any]) -> bool:
