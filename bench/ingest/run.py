@@ -15,6 +15,7 @@ local stack runs it: ``nginx+gthread:2:8``) in turn, run by run, to choose one.
 """
 
 import argparse
+import functools
 import os
 import resource
 import sys
@@ -252,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             # The broker's CPU is reported only for one started here (its process is known).
             broker_pid = None if given_kafka else procs.running_pid("kafka")
+            measure = functools.partial(
+                _measure, env=env, bootstrap=bootstrap, broker_pid=broker_pid, work=work, o=o
+            )
             if len(o.configs) > 1:
-                _compare(o, env=env, bootstrap=bootstrap, broker_pid=broker_pid, work=work)
+                _compare(o, measure)
                 return 0
             for config in o.configs:
                 _say(f"\n== gunicorn {config}")
@@ -262,17 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                     phase = PHASES[key]
                     runs = []
                     for _ in range(o.repeat):
-                        runs.append(
-                            _measure(
-                                phase,
-                                config,
-                                env=env,
-                                bootstrap=bootstrap,
-                                broker_pid=broker_pid,
-                                work=work,
-                                o=o,
-                            )
-                        )
+                        runs.append(measure(phase, config))
                         if o.repeat > 1:
                             _say("  run   " + runs[-1].line())
                     medians[key] = _median(runs)
@@ -281,9 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _compare(
-    o: Options, *, env: dict[str, str], bootstrap: str, broker_pid: int | None, work: Path
-) -> None:
+def _compare(o: Options, measure: Callable[[Phase, ServerConfig], Measured]) -> None:
     """Each phase on every configuration in turn (A B C A B C ...), so that a shared machine's
     drift falls on all of them alike; then each configuration's spread, and its figures over
     the first configuration's, run by run."""
@@ -293,17 +285,7 @@ def _compare(
         runs: dict[ServerConfig, list[Measured]] = {c: [] for c in o.configs}
         for _ in range(o.repeat):
             for config in o.configs:
-                runs[config].append(
-                    _measure(
-                        phase,
-                        config,
-                        env=env,
-                        bootstrap=bootstrap,
-                        broker_pid=broker_pid,
-                        work=work,
-                        o=o,
-                    )
-                )
+                runs[config].append(measure(phase, config))
                 _say(f"  run   {config}: {runs[config][-1].line()}")
         first = runs[o.configs[0]]
         for config, measured in runs.items():
