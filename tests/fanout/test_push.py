@@ -55,13 +55,25 @@ def counted(runtime: FanoutRuntime, name: str) -> float:
 
 
 def open_feed(
-    runtime: FanoutRuntime, feeds: SocketFeeds, server: socket.socket, stream: str = "s"
+    runtime: FanoutRuntime, server: socket.socket, feeds: SocketFeeds | None = None
 ) -> tuple[SocketFeed, Subscription]:
-    """Subscribe a socket feed and start it, as the SSE route does under gunicorn."""
-    feed = SocketFeed(runtime, feeds, stream)
-    sub = runtime.hub.subscribe(stream, transport="sse", sink=feed)
+    """Subscribe a socket feed of stream ``s`` and start it, as the SSE route does under
+    gunicorn (``feeds``: the worker's, for its heartbeats)."""
+    feed = SocketFeed(runtime, feeds or SocketFeeds(15), "s")
+    sub = runtime.hub.subscribe("s", transport="sse", sink=feed)
     feed.start(sub, server, HEAD)
     return feed, sub
+
+
+def publish_until_ended(runtime: FanoutRuntime, sub: Subscription, most: int) -> str:
+    """Publish swarms of stream ``s`` until the hub ends ``sub`` (fails after ``most``); why it
+    ended."""
+    batch = 0
+    while sub.closed_reason is None:
+        batch += 1
+        assert batch < most, f"the feed did not end within {most} swarms"
+        runtime.hub.publish(make_swarm("s", batch))
+    return sub.closed_reason
 
 
 def read_until(viewer: socket.socket, marker: bytes | None, within_s: float = 5) -> bytes:
@@ -91,7 +103,7 @@ def test_head_retry_hint_backlog_then_live_swarms_each_one_chunk(
     server, viewer = pair
     runtime = make_runtime()
     runtime.hub.publish(make_swarm("s", 1))
-    open_feed(runtime, SocketFeeds(15), server)
+    open_feed(runtime, server)
     runtime.hub.publish(make_swarm("s", 2))
     second = make_swarm("s", 2).id.encode()
     data = read_until(viewer, second)
@@ -109,7 +121,7 @@ def test_what_the_socket_does_not_take_is_written_by_a_greenlet_in_order(
     """A viewer that reads slowly gets everything, in order, once it reads."""
     server, viewer = pair
     runtime = make_runtime(client_queue_size=64)
-    open_feed(runtime, SocketFeeds(15), server)
+    open_feed(runtime, server)
     for batch in range(1, 41):
         runtime.hub.publish(make_swarm("s", batch))
     data = read_until(viewer, make_swarm("s", 40).id.encode())
@@ -124,13 +136,8 @@ def test_a_viewer_that_stops_reading_is_dropped_once_its_queue_is_full(
     (it resumes from the replay buffer) and its connection closed, while others go on."""
     server, viewer = pair
     runtime = make_runtime(client_queue_size=8)
-    _, stalled = open_feed(runtime, SocketFeeds(15), server)
-    batch = 0
-    while stalled.closed_reason is None:
-        batch += 1
-        assert batch < 5000, "the stalled viewer was never dropped"
-        runtime.hub.publish(make_swarm("s", batch))
-    assert stalled.closed_reason == "overflow"
+    _, stalled = open_feed(runtime, server)
+    assert publish_until_ended(runtime, stalled, most=5000) == "overflow"
     assert runtime.hub.stats.slow_disconnects["sse"] == 1
     gevent.sleep(0.1)  # the killed writer's link closes the socket
     assert read_until(viewer, None).startswith(HEAD)
@@ -142,7 +149,7 @@ def test_an_idle_feed_gets_heartbeats_from_the_worker_tick(
     """With nothing published, the tick writes heartbeats, each one chunk of an SSE comment."""
     server, viewer = pair
     runtime = make_runtime()
-    open_feed(runtime, SocketFeeds(heartbeat_s=0.4), server)
+    open_feed(runtime, server, SocketFeeds(heartbeat_s=0.4))
     read_until(viewer, b"6\r\n: hb\n\n\r\n" * 2)
 
 
@@ -152,7 +159,7 @@ def test_a_drained_feed_ends_its_body_then_its_connection(
     """The worker ending a feed writes the last chunk and closes, so the viewer reconnects."""
     server, viewer = pair
     runtime = make_runtime()
-    _, sub = open_feed(runtime, SocketFeeds(15), server)
+    _, sub = open_feed(runtime, server)
     read_until(viewer, b"retry: ")
     assert runtime.hub.end(sub, "drain")
     assert read_until(viewer, None).endswith(b"0\r\n\r\n")
@@ -165,14 +172,9 @@ def test_a_viewer_that_left_is_counted_and_unsubscribed(
     """The send after the viewer closed fails: the feed ends as a viewer leaving."""
     server, viewer = pair
     runtime = make_runtime()
-    _, sub = open_feed(runtime, SocketFeeds(15), server)
+    _, sub = open_feed(runtime, server)
     read_until(viewer, b"retry: ")
     viewer.close()
-    batch = 0
-    while sub.closed_reason is None:
-        batch += 1
-        assert batch < 100, "the failed send was never noticed"
-        runtime.hub.publish(make_swarm("s", batch))
-    assert sub.closed_reason == "closed"
+    assert publish_until_ended(runtime, sub, most=100) == "closed"
     assert runtime.hub.connections()["sse"] == 0
     assert counted(runtime, 'emostream_fanout_viewers_left_total{transport="sse"}') == 1

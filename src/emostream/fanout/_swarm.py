@@ -46,9 +46,7 @@ class Swarm:
     emitted_at_ms: int | None
     text: str
     last_receive_ms: int | None = None
-    _rendered: list[tuple[int, "_Rendering"]] = field(
-        default_factory=list, compare=False, repr=False
-    )
+    _rendered: list[tuple[int, _Rendering]] = field(default_factory=list, compare=False, repr=False)
 
     def render(self, viewers: int) -> tuple[str, bytes]:
         """The WebSocket text and the SSE frame of this swarm carrying ``"viewers": viewers``."""
@@ -59,7 +57,7 @@ class Swarm:
         """The SSE frame as one HTTP/1.1 chunk, for feeds written straight into their sockets."""
         return self._rendering(viewers).chunk
 
-    def _rendering(self, viewers: int) -> "_Rendering":
+    def _rendering(self, viewers: int) -> _Rendering:
         cached = self._rendered
         if cached and cached[0][0] == viewers:
             return cached[0][1]
