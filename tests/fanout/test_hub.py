@@ -514,3 +514,34 @@ def test_unbounded_hub_reports_no_limits() -> None:
     assert hub.stream_count() == 100
     assert hub.replay_limits == {}
     assert bounded_hub(max_streams=5, max_bytes=6)[0].replay_limits == {"streams": 5, "bytes": 6}
+
+
+def test_a_watched_streams_buffer_takes_what_the_bound_counts() -> None:
+    """Each delivered swarm is encoded for its viewers, but only the newest keeps those
+    encodings: the buffered ones take about what :func:`swarm_bytes` counts against the bound,
+    not three times as much. Measured with tracemalloc over 300 published and delivered swarms,
+    of which the buffer keeps 100."""
+    hub = make_hub()
+    sub = hub.subscribe("a", transport="sse")
+    first = make_swarm("a", 1)
+    hub.publish(first)
+    first_text, first_frame = sub.take(timeout=0)[0].render(viewers=1)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for b in range(2, 301):
+            hub.publish(make_swarm("a", b))
+            for delivered in sub.take(timeout=0):
+                delivered.render(viewers=1)
+        gc.collect()
+        taken = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    resumed = hub.subscribe("a", transport="sse", last_event_id="0")
+    buffered = resumed.take_backlog()
+    assert len(buffered) == 100
+    counted = sum(swarm_bytes(s) for s in buffered)
+    assert taken < counted * 1.3, (taken, counted)
+    # A dropped encoding is made again, the same, for a viewer resuming from the buffer.
+    assert first.render(viewers=1) == (first_text, first_frame)

@@ -9,6 +9,7 @@ from typing import Any
 from confluent_kafka import OFFSET_END, TopicPartition
 
 from emostream.common.events import encode_json
+from emostream.fanout import _upstream as upstream_module
 from emostream.fanout._hub import Hub
 from emostream.fanout._upstream import Upstream
 from emostream.fanout.settings import FanoutSettings
@@ -52,8 +53,11 @@ class FakeConsumer:
     asked_times: list[TopicPartition] = field(default_factory=list)
     assigned: list[TopicPartition] = field(default_factory=list)
     closed: threading.Event = field(default_factory=threading.Event)
+    #: Metadata requests made of this client.
+    listed: int = 0
 
     def list_topics(self, topic: str, timeout: float) -> Any:
+        self.listed += 1
         found = SimpleNamespace(partitions=dict.fromkeys(range(self.partitions)), error=None)
         return SimpleNamespace(topics={topic: found})
 
@@ -157,3 +161,37 @@ def test_consumer_reports_its_lag_and_the_age_of_the_last_swarm() -> None:
         assert upstream.stats.restarts == 0
     finally:
         upstream.stop()
+
+
+def test_partitions_come_from_a_client_that_never_fetches(monkeypatch: Any) -> None:
+    """On the fetching consumer's connection a metadata request waits behind the fetch the
+    broker holds open (up to 500 ms, and the swarms with it), so the partition lookups, at the
+    start and at every refresh, go to a second client that is never assigned anything."""
+    monkeypatch.setattr(upstream_module, "_METADATA_REFRESH_S", 0.01)
+    settings = FanoutSettings(swarms_topic="sw")
+    hub = Hub(replay_window_s=60, replay_max_per_stream=10, queue_size=8, max_subscribers=4)
+    clients: list[FakeConsumer] = []
+
+    def factory(config: dict[str, Any]) -> FakeConsumer:
+        clients.append(FakeConsumer("sw", []))
+        return clients[-1]
+
+    upstream = Upstream(settings, hub, consumer_factory=factory, clock=lambda: NOW)
+    upstream.start()
+    try:
+        assert upstream.wait_ready(5)
+        wait_until(
+            "two refreshes after the first lookup",
+            lambda: clients[1].listed >= 3,
+            5,
+            interval_s=0.01,
+        )
+    finally:
+        upstream.stop()
+    consumer, metadata = clients
+    assert consumer.assigned
+    assert consumer.listed == 0
+    assert not metadata.assigned
+    assert consumer.closed.is_set()
+    assert metadata.closed.is_set()
+    assert upstream.stats.restarts == 0

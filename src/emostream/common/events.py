@@ -5,6 +5,7 @@ window bounds of a swarm, which are ISO 8601 UTC strings.
 """
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
@@ -93,8 +94,9 @@ def iso_utc(epoch_ms: int) -> str:
 
 
 def now_ms() -> int:
-    """Wall-clock time in epoch milliseconds."""
-    return int(datetime.now(tz=UTC).timestamp() * 1000)
+    """Wall-clock time in epoch milliseconds (from the clock's integer nanoseconds: a tenth of
+    what a datetime costs, and it is read for every delivery timed and every request)."""
+    return time.time_ns() // 1_000_000
 
 
 def encode_json(obj: Any) -> bytes:

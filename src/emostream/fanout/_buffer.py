@@ -27,9 +27,9 @@ def swarm_bytes(swarm: Swarm) -> int:
 
     Its text as held in memory (``sys.getsizeof``, not its UTF-8 length: one emoji makes
     CPython store the whole string at four bytes a character) plus :data:`SWARM_OVERHEAD_BYTES`.
-    Not counted: the encodings :meth:`Swarm.render` caches once the swarm is delivered, which
-    only streams with viewers have, and each stream's own bookkeeping (about 1.3 KB, bounded
-    by the number of streams instead).
+    Not counted: the encodings :meth:`Swarm.render` caches for the newest swarm of a stream
+    with viewers (the hub drops them once a newer one arrives), and each stream's own
+    bookkeeping (about 1.3 KB, bounded by the number of streams instead).
     """
     return sys.getsizeof(swarm.text) + SWARM_OVERHEAD_BYTES
 

@@ -249,6 +249,7 @@ class Hub:
         with self._lock:
             stream = self._stream(swarm.stream_id)
             before = stream.buffer.nbytes
+            superseded = stream.buffer.latest
             verdict = stream.buffer.add(swarm)
             if verdict is Verdict.DUPLICATE:
                 self.stats.duplicates += 1
@@ -281,6 +282,8 @@ class Hub:
             slow = [sub for sub, reason in ended if reason == "overflow"]
             for sub, reason in ended:
                 self._drop(stream, sub, reason)
+            if superseded is not None:
+                superseded.forget_renderings()
             for sub in slow:
                 self.stats.slow_disconnects[sub.transport] += 1
             if slow:

@@ -80,8 +80,7 @@ class SocketFeed:
         """Write ``swarm`` or queue it; the reason the feed must end instead, if it must."""
         if self._closed:
             return "closed"
-        viewers = self._runtime.viewers(self._stream_id)
-        data = swarm.chunk(viewers)
+        data = self._feeds.chunk(swarm, self._runtime)
         pending, sock = self._pending, self._sock
         if pending is not None or sock is None:  # busy writing, or not started
             if pending is None or len(pending) > self._capacity:
@@ -204,6 +203,17 @@ class SocketFeeds:
         self._tick_s = min(1.0, heartbeat_s / 4)
         self._feeds: set[SocketFeed] = set()
         self._ticker: gevent.Greenlet | None = None
+        #: The swarm the hub is offering to its viewers one after another, and its chunk.
+        self._offered: tuple[Swarm, bytes] | None = None
+
+    def chunk(self, swarm: Swarm, runtime: "FanoutRuntime") -> bytes:
+        """``swarm`` as a chunk with its stream's viewer count, worked out once per publish:
+        the hub offers it to each viewer in turn, with nothing running in between to change
+        the count."""
+        offered = self._offered
+        if offered is None or offered[0] is not swarm:
+            offered = self._offered = (swarm, swarm.chunk(runtime.viewers(swarm.stream_id)))
+        return offered[1]
 
     def add(self, feed: SocketFeed) -> None:
         """Start sending ``feed`` heartbeats."""

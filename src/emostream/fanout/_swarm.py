@@ -57,10 +57,18 @@ class Swarm:
         """The SSE frame as one HTTP/1.1 chunk, for feeds written straight into their sockets."""
         return self._rendering(viewers).chunk
 
+    def forget_renderings(self) -> None:
+        """Drop the cached encodings: a newer swarm of the stream superseded this one, so only
+        a viewer resuming from the replay buffer still needs it, and it is encoded again then.
+        Kept, they would triple what the buffered swarms take."""
+        self._rendered.clear()
+
     def _rendering(self, viewers: int) -> _Rendering:
         cached = self._rendered
-        if cached and cached[0][0] == viewers:
-            return cached[0][1]
+        # A loop over the one entry, not an index: safe against a clear in between.
+        for count, rendering in cached:
+            if count == viewers:
+                return rendering
         # ``text`` is a compact JSON object without a viewers member (see from_object), so the
         # member can be spliced in before the closing brace instead of encoding it all again.
         text = f'{self.text[:-1]},"{VIEWERS_FIELD}":{int(viewers)}}}'

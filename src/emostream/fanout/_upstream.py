@@ -9,10 +9,12 @@ started pod still resume where they left off.
 
 Why a thread pool under gevent: ``consume()`` blocks inside librdkafka, outside Python, where
 gevent cannot switch greenlets, so calling it directly would freeze every connection of the
-worker for up to ``consume_timeout_s``. Each blocking call runs on gevent's native thread pool
-while the calling greenlet waits cooperatively; the swarms are then published to the hub from
-that greenlet, on the event loop, with no cross-thread hand-off to get wrong. Without gevent
-(tests, the Flask development server) the same calls simply run in a plain thread.
+worker for up to ``consume_timeout_s``. Each call that may wait runs on gevent's native thread
+pool while the calling greenlet waits cooperatively; messages already fetched are taken with a
+call that returns at once, on the event loop, which then lets other greenlets run. The swarms
+are published to the hub from that greenlet, with no cross-thread hand-off to get wrong.
+Without gevent (tests, the Flask development server) the same calls simply run in a plain
+thread.
 """
 
 import functools
@@ -61,6 +63,15 @@ def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         result: T = gevent.get_hub().threadpool.apply(functools.partial(fn, *args, **kwargs))
         return result
     return fn(*args, **kwargs)
+
+
+def cooperate() -> None:
+    """Let the worker's other greenlets run (nothing when gevent is not active): a loop that
+    finds work at every turn without a blocking call would otherwise never yield."""
+    if gevent_active():
+        import gevent  # noqa: PLC0415
+
+        gevent.sleep(0)
 
 
 @dataclass
@@ -163,8 +174,12 @@ class Upstream:
 
     def _session(self) -> None:
         consumer = self._factory(self._config())
+        # The topic's partitions come from a client of their own, which never fetches: on the
+        # consumer's connection a metadata request waits behind the fetch the broker holds
+        # open (up to fetch.wait.max.ms, 500 ms), and every swarm waits with it.
+        metadata = self._factory(self._config())
         try:
-            partitions = self._partitions(consumer)
+            partitions = self._partitions(metadata)
             if partitions is None:
                 return
             self._assign(consumer, partitions)
@@ -173,18 +188,19 @@ class Upstream:
                 "reading swarms",
                 extra={"topic": self.settings.swarms_topic, "partitions": sorted(partitions)},
             )
-            self._consume(consumer)
+            self._consume(consumer, metadata)
         finally:
             self._ready.clear()
             self._assigned = set()
             run_blocking(consumer.close)
+            run_blocking(metadata.close)
 
-    def _partitions(self, consumer: Any) -> set[int] | None:
+    def _partitions(self, metadata: Any) -> set[int] | None:
         """The topic's partitions, waiting for the topic to exist; None if stopped meanwhile."""
         topic = self.settings.swarms_topic
         warned = False
         while not self._stop.is_set():
-            meta = run_blocking(consumer.list_topics, topic, timeout=self.settings.kafka_timeout_s)
+            meta = run_blocking(metadata.list_topics, topic, timeout=self.settings.kafka_timeout_s)
             found = meta.topics.get(topic)
             if found is not None and found.error is None and found.partitions:
                 return set(found.partitions)
@@ -212,25 +228,30 @@ class Upstream:
         consumer.assign(assignment)
         self._assigned = set(partitions)
 
-    def _consume(self, consumer: Any) -> None:
+    def _consume(self, consumer: Any, metadata: Any) -> None:
         s = self.settings
         next_expire = next_refresh = time.monotonic()
         next_refresh += _METADATA_REFRESH_S
         while not self._stop.is_set():
-            # Wait for the first message only, then take what else is already fetched without
-            # waiting: consume(n, timeout) would hold a burst smaller than n until the timeout.
-            first = run_blocking(consumer.poll, s.consume_timeout_s)
-            if first is not None:
-                self._handle(first)
-                for msg in consumer.consume(num_messages=s.consume_batch, timeout=0):
-                    self._handle(msg)
+            # Take what is already fetched without waiting, and without a trip through the
+            # thread pool (a burst mostly arrives while the previous part is being published);
+            # only when nothing is there, wait, and for the first message alone:
+            # consume(n, timeout) would hold a burst smaller than n until the timeout.
+            batch = consumer.consume(num_messages=s.consume_batch, timeout=0)
+            if batch:
+                cooperate()
+            else:
+                first = run_blocking(consumer.poll, s.consume_timeout_s)
+                batch = [first] if first is not None else []
+            for msg in batch:
+                self._handle(msg)
             now = time.monotonic()
             if now >= next_expire:
                 self.hub.expire()
                 self.stats.lag_messages = self._lag(consumer)
                 next_expire = now + _EXPIRE_EVERY_S
             if now >= next_refresh:
-                self._add_new_partitions(consumer)
+                self._add_new_partitions(consumer, metadata)
                 next_refresh = now + _METADATA_REFRESH_S
 
     def _lag(self, consumer: Any) -> int:
@@ -254,10 +275,10 @@ class Upstream:
             return self.stats.lag_messages
         return behind
 
-    def _add_new_partitions(self, consumer: Any) -> None:
+    def _add_new_partitions(self, consumer: Any, metadata: Any) -> None:
         """Read partitions added to the topic since start-up, from their beginning."""
         topic = self.settings.swarms_topic
-        meta = run_blocking(consumer.list_topics, topic, timeout=self.settings.kafka_timeout_s)
+        meta = run_blocking(metadata.list_topics, topic, timeout=self.settings.kafka_timeout_s)
         found = meta.topics.get(topic)
         if found is None or found.error is not None:
             return
