@@ -174,11 +174,12 @@ class Upstream:
 
     def _session(self) -> None:
         consumer = self._factory(self._config())
-        # The topic's partitions come from a client of their own, which never fetches: on the
-        # consumer's connection a metadata request waits behind the fetch the broker holds
-        # open (up to fetch.wait.max.ms, 500 ms), and every swarm waits with it.
-        metadata = self._factory(self._config())
+        metadata = None
         try:
+            # The topic's partitions come from a client of their own, which never fetches: on
+            # the consumer's connection a metadata request waits behind the fetch the broker
+            # holds open (up to fetch.wait.max.ms, 500 ms), and every swarm waits with it.
+            metadata = self._factory(self._config())
             partitions = self._partitions(metadata)
             if partitions is None:
                 return
@@ -193,7 +194,8 @@ class Upstream:
             self._ready.clear()
             self._assigned = set()
             run_blocking(consumer.close)
-            run_blocking(metadata.close)
+            if metadata is not None:
+                run_blocking(metadata.close)
 
     def _partitions(self, metadata: Any) -> set[int] | None:
         """The topic's partitions, waiting for the topic to exist; None if stopped meanwhile."""
