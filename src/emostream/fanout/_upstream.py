@@ -9,12 +9,10 @@ started pod still resume where they left off.
 
 Why a thread pool under gevent: ``consume()`` blocks inside librdkafka, outside Python, where
 gevent cannot switch greenlets, so calling it directly would freeze every connection of the
-worker for up to ``consume_timeout_s``. Each call that may wait runs on gevent's native thread
-pool while the calling greenlet waits cooperatively; messages already fetched are taken with a
-call that returns at once, on the event loop, which then lets other greenlets run. The swarms
-are published to the hub from that greenlet, with no cross-thread hand-off to get wrong.
-Without gevent (tests, the Flask development server) the same calls simply run in a plain
-thread.
+worker for up to ``consume_timeout_s``. Each blocking call runs on gevent's native thread pool
+while the calling greenlet waits cooperatively; the swarms are then published to the hub from
+that greenlet, on the event loop, with no cross-thread hand-off to get wrong. Without gevent
+(tests, the Flask development server) the same calls simply run in a plain thread.
 """
 
 import functools
@@ -63,15 +61,6 @@ def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         result: T = gevent.get_hub().threadpool.apply(functools.partial(fn, *args, **kwargs))
         return result
     return fn(*args, **kwargs)
-
-
-def cooperate() -> None:
-    """Let the worker's other greenlets run (nothing when gevent is not active): a loop that
-    finds work at every turn without a blocking call would otherwise never yield."""
-    if gevent_active():
-        import gevent  # noqa: PLC0415
-
-        gevent.sleep(0)
 
 
 @dataclass
@@ -235,18 +224,17 @@ class Upstream:
         next_expire = next_refresh = time.monotonic()
         next_refresh += _METADATA_REFRESH_S
         while not self._stop.is_set():
-            # Take what is already fetched without waiting, and without a trip through the
-            # thread pool (a burst mostly arrives while the previous part is being published);
-            # only when nothing is there, wait, and for the first message alone:
-            # consume(n, timeout) would hold a burst smaller than n until the timeout.
-            batch = consumer.consume(num_messages=s.consume_batch, timeout=0)
-            if batch:
-                cooperate()
-            else:
-                first = run_blocking(consumer.poll, s.consume_timeout_s)
-                batch = [first] if first is not None else []
-            for msg in batch:
-                self._handle(msg)
+            # Wait for the first message only, then take what else is already fetched without
+            # waiting: consume(n, timeout) would hold a burst smaller than n until the timeout.
+            # The wait goes through the thread pool even when a message is there already: that
+            # trip lets the event loop run (probes, new viewers) between batches. With a plain
+            # gevent.sleep(0) instead, a worker held to 50m CPU behind a backlog failed its
+            # liveness probe.
+            first = run_blocking(consumer.poll, s.consume_timeout_s)
+            if first is not None:
+                self._handle(first)
+                for msg in consumer.consume(num_messages=s.consume_batch, timeout=0):
+                    self._handle(msg)
             now = time.monotonic()
             if now >= next_expire:
                 self.hub.expire()
