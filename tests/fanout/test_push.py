@@ -44,6 +44,19 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     viewer.close()
 
 
+@pytest.fixture
+def started(
+    pair: tuple[socket.socket, socket.socket],
+) -> tuple[FanoutRuntime, Subscription, socket.socket]:
+    """A worker with one socket feed whose viewer has read up to the retry hint: the worker,
+    the feed's subscription and the viewer's end."""
+    server, viewer = pair
+    runtime = make_runtime()
+    _, sub = open_feed(runtime, server)
+    read_until(viewer, b"retry: ")
+    return runtime, sub, viewer
+
+
 def counted(runtime: FanoutRuntime, name: str) -> float:
     """The value of the metric sample ``name`` (labels included) on the worker's exposition."""
     for family in text_string_to_metric_families(runtime.metrics.exposition()[0].decode()):
@@ -59,7 +72,7 @@ def open_feed(
 ) -> tuple[SocketFeed, Subscription]:
     """Subscribe a socket feed of stream ``s`` and start it, as the SSE route does under
     gunicorn (``feeds``: the worker's, for its heartbeats)."""
-    feed = SocketFeed(runtime, feeds or SocketFeeds(15), "s")
+    feed = SocketFeed(runtime, feeds or SocketFeeds(runtime), "s")
     sub = runtime.hub.subscribe("s", transport="sse", sink=feed)
     feed.start(sub, server, HEAD)
     return feed, sub
@@ -148,32 +161,26 @@ def test_an_idle_feed_gets_heartbeats_from_the_worker_tick(
 ) -> None:
     """With nothing published, the tick writes heartbeats, each one chunk of an SSE comment."""
     server, viewer = pair
-    runtime = make_runtime()
-    open_feed(runtime, server, SocketFeeds(heartbeat_s=0.4))
+    runtime = make_runtime(heartbeat_s=0.4)
+    open_feed(runtime, server, SocketFeeds(runtime))
     read_until(viewer, b"6\r\n: hb\n\n\r\n" * 2)
 
 
 def test_a_drained_feed_ends_its_body_then_its_connection(
-    pair: tuple[socket.socket, socket.socket],
+    started: tuple[FanoutRuntime, Subscription, socket.socket],
 ) -> None:
     """The worker ending a feed writes the last chunk and closes, so the viewer reconnects."""
-    server, viewer = pair
-    runtime = make_runtime()
-    _, sub = open_feed(runtime, server)
-    read_until(viewer, b"retry: ")
+    runtime, sub, viewer = started
     assert runtime.hub.end(sub, "drain")
     assert read_until(viewer, None).endswith(b"0\r\n\r\n")
     assert runtime.hub.connections()["sse"] == 0
 
 
 def test_a_viewer_that_left_is_counted_and_unsubscribed(
-    pair: tuple[socket.socket, socket.socket],
+    started: tuple[FanoutRuntime, Subscription, socket.socket],
 ) -> None:
     """The send after the viewer closed fails: the feed ends as a viewer leaving."""
-    server, viewer = pair
-    runtime = make_runtime()
-    _, sub = open_feed(runtime, server)
-    read_until(viewer, b"retry: ")
+    runtime, sub, viewer = started
     viewer.close()
     assert publish_until_ended(runtime, sub, most=100) == "closed"
     assert runtime.hub.connections()["sse"] == 0

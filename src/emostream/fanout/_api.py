@@ -58,7 +58,7 @@ class FanoutApi:
         self._settings = runtime.settings
         self._allowed_origins = set(runtime.settings.cors_allowed_origins)
         self._openapi = OPENAPI_JSON.read_bytes()
-        self._socket_feeds = SocketFeeds(runtime.settings.heartbeat_s)
+        self._socket_feeds = SocketFeeds(runtime)
 
     def register(self, app: Flask) -> None:
         """Add the routes, error handlers and CORS headers to ``app``."""

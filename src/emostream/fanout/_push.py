@@ -80,7 +80,7 @@ class SocketFeed:
         """Write ``swarm`` or queue it; the reason the feed must end instead, if it must."""
         if self._closed:
             return "closed"
-        data = self._feeds.chunk(swarm, self._runtime)
+        data = self._feeds.chunk(swarm)
         pending, sock = self._pending, self._sock
         if pending is not None or sock is None:  # busy writing, or not started
             if pending is None or len(pending) > self._capacity:
@@ -196,23 +196,25 @@ class SocketFeed:
 class SocketFeeds:
     """The worker's socket feeds, and the one tick that sends their heartbeats."""
 
-    def __init__(self, heartbeat_s: float) -> None:
-        self._heartbeat_s = heartbeat_s
+    def __init__(self, runtime: "FanoutRuntime") -> None:
+        self._runtime = runtime
+        self._heartbeat_s = runtime.settings.heartbeat_s
         # A feed idle for at least this long gets a heartbeat at a tick, so none stays silent
         # for more than heartbeat_s.
-        self._tick_s = min(1.0, heartbeat_s / 4)
+        self._tick_s = min(1.0, self._heartbeat_s / 4)
         self._feeds: set[SocketFeed] = set()
         self._ticker: gevent.Greenlet | None = None
         #: The swarm the hub is offering to its viewers one after another, and its chunk.
         self._offered: tuple[Swarm, bytes] | None = None
 
-    def chunk(self, swarm: Swarm, runtime: "FanoutRuntime") -> bytes:
+    def chunk(self, swarm: Swarm) -> bytes:
         """``swarm`` as a chunk with its stream's viewer count, worked out once per publish:
         the hub offers it to each viewer in turn, with nothing running in between to change
         the count."""
         offered = self._offered
         if offered is None or offered[0] is not swarm:
-            offered = self._offered = (swarm, swarm.chunk(runtime.viewers(swarm.stream_id)))
+            viewers = self._runtime.viewers(swarm.stream_id)
+            offered = self._offered = (swarm, swarm.chunk(viewers))
         return offered[1]
 
     def add(self, feed: SocketFeed) -> None:
