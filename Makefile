@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart test-faults lint typecheck images cluster cluster-delete e2e bench-ingest bench-aggregate bench-fanout bench-costs load clean
+.PHONY: help system-deps venv tools up down status logs demo listen test test-unit test-chart test-faults lint typecheck images cluster cluster-delete e2e bench-ingest bench-aggregate bench-latency bench-fanout bench-costs load clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -93,6 +93,9 @@ bench-ingest: system-deps venv ## ingest throughput vs. a bare Flask ceiling, ag
 
 bench-aggregate: system-deps venv ## aggregation throughput and event -> swarm latency vs. a plain consumer
 	$(BIN)/python -m bench.aggregate $(BENCH_ARGS)
+
+bench-latency: system-deps venv ## reaction -> viewer latency of the whole local stack, per stage, vs. a plain consumer
+	$(BIN)/python -m bench.latency $(BENCH_ARGS)
 
 bench-fanout: system-deps venv ## fanout SSE connections, deliveries/s and latency vs. a raw asyncio ceiling
 	$(BIN)/python -m bench.fanout $(BENCH_ARGS)
