@@ -10,7 +10,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import orjson
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
 
 WINDOW_MS = 2000
 
@@ -29,6 +29,18 @@ def _consumer(bootstrap: str) -> Consumer:
 
 def _partitions(consumer: Consumer, topic: str) -> list[int]:
     return sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+
+
+def fresh_messages(consumer: Consumer, most: int, timeout_s: float) -> list[Message]:
+    """Wait up to ``timeout_s`` for one message, then take what else is already fetched.
+
+    ``consume(n, timeout)`` alone would wait for ``n`` messages or the whole timeout, so a
+    message could sit in the client for up to ``timeout_s`` before it is timed.
+    """
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(most - 1, timeout=0)]
 
 
 def ceiling(bootstrap: str, topic: str, expected: int) -> tuple[int, float]:
@@ -81,7 +93,7 @@ def _swarm_worker(bootstrap: str, topic: str, ready: Event, stop: Event, out: st
         consumer.poll(0.5)  # resolves the end offsets before the producers start
         ready.set()
         while not stop.is_set():
-            for msg in consumer.consume(1000, timeout=0.1):
+            for msg in fresh_messages(consumer, 1000, 0.1):
                 if msg.error():
                     continue
                 received = int(time.time() * 1000)

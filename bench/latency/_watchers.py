@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from bench.aggregate._measure import fresh_messages
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 
@@ -53,7 +54,7 @@ def _read_reactions(bootstrap: str, topic: str, ready: Event, stop: Event, out: 
     rows: list[tuple[str, int, int, int, float]] = []
     ready.set()
     while not stop.is_set():
-        batch = consumer.consume(10_000, timeout=0.1)
+        batch = fresh_messages(consumer, 10_000, 0.1)
         seen = time.time() * 1000
         for msg in batch:
             if not msg.error():
@@ -68,7 +69,7 @@ def _read_swarms(bootstrap: str, topic: str, ready: Event, stop: Event, out: str
     rows: list[tuple[str, str, int, float]] = []
     ready.set()
     while not stop.is_set():
-        batch = consumer.consume(1000, timeout=0.1)
+        batch = fresh_messages(consumer, 1000, 0.1)
         seen = time.time() * 1000
         for msg in batch:
             if not msg.error():
