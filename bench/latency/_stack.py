@@ -42,9 +42,11 @@ def local_stack(workdir: Path, env: Mapping[str, str]) -> Iterator[LocalStack]:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "jars").symlink_to(jars)
     ports = dict(zip(_PORTS, fixed_ports(len(_PORTS)), strict=True))
-    stack = LocalStack(StackSettings(stack_dir=workdir, **ports))
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the parts' environment is the caller's, pointed at the stack
+    # The parts' environment is the caller's, pointed at the stack; the stack's own settings
+    # (topic partitions, say) come from it too.
+    os.environ.update(env)
+    stack = LocalStack(StackSettings(stack_dir=workdir, **ports))
     try:
         stack.up(_say)
         yield stack

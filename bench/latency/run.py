@@ -12,6 +12,7 @@ readable there.
 import argparse
 import itertools
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -130,8 +131,10 @@ def _phase(  # noqa: PLR0917 - one call site, every argument distinct
     with watchers, OffsetLog(checkpoint, s.reactions_topic) as log:
         started = time.time()
         before, phases_before = _cpu(stack), spark_phases(metrics)
+        senders_before = _children_cpu()
         sent = send(plan, workdir)
         used = {k: v - before.get(k, 0.0) for k, v in _cpu(stack).items()}
+        used["senders"] = _children_cpu() - senders_before
         phases = {k: v - phases_before.get(k, 0.0) for k, v in spark_phases(metrics).items()}
         time.sleep(6)  # a window's last swarm comes a batch or two after its last reaction
     busy = ", ".join(f"{k} {v / (time.time() - 6 - started):.2f}" for k, v in used.items())
@@ -158,13 +161,21 @@ def _phase(  # noqa: PLR0917 - one call site, every argument distinct
     return paths, sum(b.n for b in measured) / max(span_s, 1e-9)
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have ended (the senders, once joined)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _cpu(stack: LocalStack) -> dict[str, float]:
-    """CPU seconds used so far by each part of the stack, and by this benchmark's processes."""
+    """CPU seconds used so far by each part of the stack, and by the watchers."""
     trees = {
         p.name: process_tree(pid) for p in stack.parts if (pid := stack.procs.running_pid(p.name))
     }
     ours = set(process_tree(os.getpid())).difference(*trees.values())  # the parts are our children
-    return {name: cpu_seconds(t) for name, t in trees.items()} | {"bench": cpu_seconds(list(ours))}
+    return {name: cpu_seconds(t) for name, t in trees.items()} | {
+        "watchers": cpu_seconds(list(ours))
+    }
 
 
 def _report(rate: float, sent_rate: float, paths: Paths) -> None:
