@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 from bench.aggregate._measure import fresh_messages
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
 
 
 def _consumer(bootstrap: str, topic: str) -> Consumer:
@@ -49,32 +49,31 @@ def _consumer(bootstrap: str, topic: str) -> Consumer:
     return consumer
 
 
-def _read_reactions(bootstrap: str, topic: str, ready: Event, stop: Event, out: str) -> None:
+def _reaction_row(msg: Message, seen: float) -> tuple[object, ...]:
+    r = orjson.loads(msg.value())
+    return r["user_id"], r["ts"], msg.partition(), msg.offset(), seen
+
+
+def _swarm_row(msg: Message, seen: float) -> tuple[object, ...]:
+    s = orjson.loads(msg.value())
+    return s["stream_id"], s["id"], s["emitted_at"], seen
+
+
+def _read(  # noqa: PLR0917 - the watchers' common signature, with what to note per record
+    bootstrap: str,
+    topic: str,
+    row: Callable[[Message, float], tuple[object, ...]],
+    ready: Event,
+    stop: Event,
+    out: str,
+) -> None:
     consumer = _consumer(bootstrap, topic)
-    rows: list[tuple[str, int, int, int, float]] = []
+    rows: list[tuple[object, ...]] = []
     ready.set()
     while not stop.is_set():
         batch = fresh_messages(consumer, 10_000, 0.1)
         seen = time.time() * 1000
-        for msg in batch:
-            if not msg.error():
-                r = orjson.loads(msg.value())
-                rows.append((r["user_id"], r["ts"], msg.partition(), msg.offset(), seen))
-    consumer.close()
-    Path(out).write_bytes(orjson.dumps(rows))
-
-
-def _read_swarms(bootstrap: str, topic: str, ready: Event, stop: Event, out: str) -> None:
-    consumer = _consumer(bootstrap, topic)
-    rows: list[tuple[str, str, int, float]] = []
-    ready.set()
-    while not stop.is_set():
-        batch = fresh_messages(consumer, 1000, 0.1)
-        seen = time.time() * 1000
-        for msg in batch:
-            if not msg.error():
-                s = orjson.loads(msg.value())
-                rows.append((s["stream_id"], s["id"], s["emitted_at"], seen))
+        rows.extend(row(msg, seen) for msg in batch if not msg.error())
     consumer.close()
     Path(out).write_bytes(orjson.dumps(rows))
 
@@ -132,8 +131,8 @@ class Watchers:
         self._stop = ctx.Event()
         self.files = {name: workdir / f"{name}.json" for name in ("reactions", "swarms", "viewers")}
         jobs: list[tuple[Callable[..., None], tuple[Any, ...]]] = [
-            (_read_reactions, (bootstrap, topics[0])),
-            (_read_swarms, (bootstrap, topics[1])),
+            (_read, (bootstrap, topics[0], _reaction_row)),
+            (_read, (bootstrap, topics[1], _swarm_row)),
             (_view, (*fanout, list(streams))),
         ]
         self._ready = [ctx.Event() for _ in jobs]
