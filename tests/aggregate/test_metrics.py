@@ -1,12 +1,18 @@
 """The progress listener's arithmetic: backlog, late events, the watermark Spark filtered with."""
 
+import math
 from types import SimpleNamespace
 from typing import Any
 
 import orjson
 from prometheus_client import REGISTRY
 
-from emostream.aggregate._metrics import ProgressListener, late_events, records_behind
+from emostream.aggregate._metrics import (
+    ProgressListener,
+    late_events,
+    progress_from_json,
+    records_behind,
+)
 from emostream.aggregate._transforms import INPUT_METRICS
 from emostream.common.events import iso_utc
 
@@ -120,3 +126,34 @@ def test_listener_sums_batch_phases_and_state_store_time() -> None:
     assert phase("emostream_aggregate_batch_phase_seconds_total", "phase", "walCommit") == 0.04
     assert phase("emostream_aggregate_state_store_seconds_total", "operation", "commit") == 0.12
     assert phase("emostream_aggregate_state_store_seconds_total", "operation", "update") == 0.08
+
+
+def test_progress_from_spark_json_feeds_the_listener() -> None:
+    """Spark's JSON of a progress (rates it cannot compute left out) records as the object does."""
+    name = "from-json"
+    doc = {
+        "id": "query-id-json",
+        "runId": "run",
+        "name": name,
+        "batchId": 3,
+        "batchDuration": 300,
+        "numInputRows": 5,
+        "processedRowsPerSecond": 10.0,
+        "durationMs": {"triggerExecution": 300, "addBatch": 250},
+        "eventTime": {"watermark": iso_utc(T0)},
+        "stateOperators": [
+            {"numRowsTotal": 7, "allUpdatesTimeMs": 40, "allRemovalsTimeMs": 5, "commitTimeMs": 60}
+        ],
+        "sources": [{"endOffset": {"r": {"0": 10}}, "latestOffset": {"r": {"0": 25}}}],
+        "observedMetrics": {
+            INPUT_METRICS: {"records": 5, "invalid": 2, "clamped": 0, "ahead": 0, "window_ends": []}
+        },
+    }
+    progress = progress_from_json(doc)
+    assert math.isnan(progress.inputRowsPerSecond)
+    listener = ProgressListener()
+    listener.onQueryProgress(SimpleNamespace(progress=progress))
+    assert _value("emostream_aggregate_invalid_records_total", name) == 2
+    assert _value("emostream_aggregate_state_rows", name) == 7
+    assert listener.positions()[name] == {("r", 0): 10}
+    assert listener.backlog(name)[0] == 15

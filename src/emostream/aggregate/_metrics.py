@@ -13,13 +13,15 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Counter, Gauge, start_http_server
-from pyspark.sql.streaming.listener import StreamingQueryListener
+from pyspark import SparkContext
+from pyspark.sql.streaming.listener import JStreamingQueryListener, StreamingQueryListener
 
 from emostream.aggregate._transforms import INPUT_METRICS
 from emostream.common.kafka import AGGREGATE_GROUP_PREFIX, KafkaConnection
@@ -126,6 +128,60 @@ def late_events(window_ends: Any, watermark_ms: int) -> int:
     return round(sum(float(b["y"]) for b in window_ends or () if b["x"] <= watermark_ms))
 
 
+def _json_text(value: Any) -> str | None:
+    return value if value is None or isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def progress_from_json(d: Mapping[str, Any]) -> SimpleNamespace:
+    """A micro-batch's progress, from Spark's JSON, with the attributes the listener reads.
+
+    Spark leaves out a rate it cannot compute (NaN), so every field has a default.
+    """
+    return SimpleNamespace(
+        id=d["id"],
+        name=d.get("name"),
+        batchId=d["batchId"],
+        batchDuration=d.get("batchDuration", 0),
+        numInputRows=d.get("numInputRows", 0),
+        inputRowsPerSecond=d.get("inputRowsPerSecond", math.nan),
+        processedRowsPerSecond=d.get("processedRowsPerSecond", math.nan),
+        durationMs=d.get("durationMs", {}),
+        eventTime=d.get("eventTime", {}),
+        stateOperators=[
+            SimpleNamespace(
+                numRowsTotal=s.get("numRowsTotal", 0),
+                allUpdatesTimeMs=s.get("allUpdatesTimeMs", 0),
+                allRemovalsTimeMs=s.get("allRemovalsTimeMs", 0),
+                commitTimeMs=s.get("commitTimeMs", 0),
+            )
+            for s in d.get("stateOperators", ())
+        ],
+        sources=[
+            SimpleNamespace(
+                endOffset=_json_text(s.get("endOffset")),
+                latestOffset=_json_text(s.get("latestOffset")),
+            )
+            for s in d.get("sources", ())
+        ],
+        observedMetrics=d.get("observedMetrics", {}),
+    )
+
+
+class _ProgressAsJson(JStreamingQueryListener):
+    """Hands each progress to the Python listener decoded from Spark's JSON.
+
+    PySpark's own conversion reads every field of the Java progress through Py4J, and the
+    observed metrics through a JVM class looked up by name on every call, which scans each
+    jar on the class path for it: the listener thread took 15-60 % of a core at one micro-batch
+    a second. Two Py4J calls and a JSON parse do the same.
+    """
+
+    def onQueryProgress(self, jevent: Any) -> None:  # noqa: N802 - Spark's callback name
+        progress = progress_from_json(orjson.loads(jevent.progress().json()))
+        event: Any = SimpleNamespace(progress=progress)  # what the listener reads of an event
+        self.pylistener.onQueryProgress(event)
+
+
 class ProgressListener(StreamingQueryListener):
     """Copies each micro-batch's progress into the metrics above, and remembers positions."""
 
@@ -137,6 +193,14 @@ class ProgressListener(StreamingQueryListener):
         self._positions: dict[str, Offsets] = {}
         self._backlogs: dict[str, int] = {}
         self._rates: dict[str, float] = {}
+
+    @property
+    def _jlistener(self) -> Any:
+        """The Java side of this listener, fed through :class:`_ProgressAsJson`."""
+        if not hasattr(self, "_jlistenerobj"):
+            wrapper = SparkContext._jvm.PythonStreamingQueryListenerWrapper  # type: ignore[union-attr]
+            self._jlistenerobj = wrapper(_ProgressAsJson(self))
+        return self._jlistenerobj
 
     def positions(self) -> dict[str, Offsets]:
         """Per query name, the end offsets of its last completed micro-batch."""
