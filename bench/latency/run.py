@@ -54,7 +54,12 @@ def _parse(argv: list[str] | None) -> Options:
         "--rates", default="20000,100000", help="reactions/s, comma-separated, one phase each"
     )
     parser.add_argument("--duration", type=float, default=20, help="seconds measured per rate")
-    parser.add_argument("--warmup", type=float, default=5, help="seconds sent before measuring")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=60,
+        help="seconds sent before measuring (a fresh job takes about a minute to settle)",
+    )
     parser.add_argument("--batch", type=int, default=50, help="reactions per POST")
     parser.add_argument("--streams", type=int, default=8, help="streams, one viewer each")
     parser.add_argument("--senders", type=int, default=2, help="sender processes")
