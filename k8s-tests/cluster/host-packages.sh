@@ -13,8 +13,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# command:Debian package
-NEEDED=(docker:docker.io debootstrap:debootstrap jq:jq curl:curl gcc:gcc python3:python3
+# command:Debian package (dockerd, not docker: a machine may have the client alone)
+NEEDED=(dockerd:docker.io debootstrap:debootstrap jq:jq curl:curl gcc:gcc python3:python3
   capsh:libcap2-bin shellcheck:shellcheck)
 # Static linking (pause) and runc's seccomp support need headers and static libraries.
 LIBRARIES=(libc6-dev libseccomp-dev)
