@@ -20,6 +20,8 @@ EMOJIS = ("👏", "😂", "❤️", "😍", "😭", "😡", "👍", "👎")
 #: User ids a thread cycles through: at 100,000 reactions/s over 16 threads a user sends about
 #: one reaction a second, far under ingest's per-user limit.
 USERS_PER_THREAD = 20_000
+#: The first post is due this long after :func:`send` is called: every process is up by then.
+SEND_DELAY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def _process(plan: Plan, index: int, start: float, path: str) -> None:
 def send(plan: Plan, workdir: Path) -> list[Sent]:
     """Run the plan to its end; returns every batch posted."""
     ctx = mp.get_context("spawn")
-    start = time.time() + 1.0  # every process is up before the first slot
+    start = time.time() + SEND_DELAY_S
     paths = [workdir / f"sent-{i}.json" for i in range(plan.processes)]
     procs = [
         ctx.Process(target=_process, args=(plan, i, start, str(p))) for i, p in enumerate(paths)

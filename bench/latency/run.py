@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.aggregate._measure import percentile
 from bench.fanout._services import cpu_seconds, process_tree
 from bench.latency._breakdown import BOUNDARIES, STAGES, Paths, follow
-from bench.latency._senders import Plan, send
+from bench.latency._senders import SEND_DELAY_S, Plan, send
 from bench.latency._stack import local_stack
 from bench.latency._watchers import OffsetLog, Watchers, spark_phases
 
@@ -141,13 +141,14 @@ def _phase(  # noqa: PLR0917 - one call site, every argument distinct
         used = {k: v - before.get(k, 0.0) for k, v in _cpu(stack).items()}
         used["senders"] = _children_cpu() - senders_before
         phases = {k: v - phases_before.get(k, 0.0) for k, v in spark_phases(metrics).items()}
+        sending_s = time.time() - started
         time.sleep(6)  # a window's last swarm comes a batch or two after its last reaction
-    busy = ", ".join(f"{k} {v / (time.time() - 6 - started):.2f}" for k, v in used.items())
+    busy = ", ".join(f"{k} {v / sending_s:.2f}" for k, v in used.items())
     _say(f"  cores used while sending: {busy}")
     if batches := phases.pop("batches", 0):
         per_batch = ", ".join(f"{k} {v * 1000 / batches:.0f}" for k, v in sorted(phases.items()))
         _say(f"  {batches:.0f} micro-batches, mean ms per batch: {per_batch}")
-    since_ms = (started + 1 + opts.warmup_s) * 1000
+    since_ms = (started + SEND_DELAY_S + opts.warmup_s) * 1000
     measured = [b for b in sent if b.sent_ms >= since_ms]
     span_s = (max(b.sent_ms for b in measured) - since_ms) / 1000 if measured else 1.0
     paths = follow(

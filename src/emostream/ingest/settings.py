@@ -37,8 +37,8 @@ class IngestSettings(ServerSettings):
 
     # Kafka producer (librdkafka) tuning.
     # 25 ms rather than librdkafka's 5: at 20,000 reactions/s over two workers and six
-    # partitions, 5 ms made record batches of a handful of reactions, and the broker's and the
-    # aggregation's per-batch work took a fifth of a core that the aggregation then lacked
+    # partitions, 5 ms made record batches of a handful of reactions, and the broker's
+    # per-batch work took about a tenth of a core more, which the aggregation then lacked
     # (docs/aggregation.md, "Levers, measured"). A reaction waits up to 25 ms longer to be
     # readable, against a micro-batch of several hundred milliseconds.
     producer_linger_ms: int = Field(
