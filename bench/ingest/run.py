@@ -17,7 +17,6 @@ local stack runs it: ``nginx+gthread:2:8``) in turn, run by run, to choose one.
 import argparse
 import functools
 import os
-import resource
 import sys
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench._brokers import kafka, redis
+from bench._cpu import children_cpu_seconds
 from bench.ingest._services import (
     ServerConfig,
     accepted_events,
@@ -178,14 +178,14 @@ def _measure(
         run_wrk(url, script, work, duration_s=o.warmup_s, **common)
         cpu_before = server.cpu_seconds()
         broker_before = cpu_seconds(broker_pid) if broker_pid else 0.0
-        wrk_before = _children_cpu_seconds()
+        wrk_before = children_cpu_seconds()
         with QueueSampler(server.metrics_url) as queue:
             load = run_wrk(url, script, work, duration_s=o.duration_s, **common)
         cpu = server.cpu_seconds() - cpu_before
         cores = {"server": cpu / load.duration_s}
         if broker_pid:
             cores["broker"] = (cpu_seconds(broker_pid) - broker_before) / load.duration_s
-        cores["wrk"] = (_children_cpu_seconds() - wrk_before) / load.duration_s
+        cores["wrk"] = (children_cpu_seconds() - wrk_before) / load.duration_s
         # wrk does not count the requests still open when it stops; the server's own counter
         # of accepted events (every worker's, in multiprocess mode) does, once they are done.
         time.sleep(1.0)
@@ -193,12 +193,6 @@ def _measure(
     # The server has stopped, and its workers flushed their producers on the way out.
     in_kafka = messages_in(bootstrap, topic) if phase.counts_kafka else None
     return Measured(phase, load, in_kafka, accepted, cpu / max(1, load.requests), cores, queue.most)
-
-
-def _children_cpu_seconds() -> float:
-    """CPU time of this process's finished children: wrk's, once it has run."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 class QueueSampler:

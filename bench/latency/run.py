@@ -12,7 +12,6 @@ readable there.
 import argparse
 import itertools
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -21,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench._cpu import children_cpu_seconds
 from bench.aggregate._measure import percentile
 from bench.fanout._services import cpu_seconds, process_tree
 from bench.latency._breakdown import BOUNDARIES, STAGES, Paths, follow
@@ -136,10 +136,10 @@ def _phase(  # noqa: PLR0917 - one call site, every argument distinct
     with watchers, OffsetLog(checkpoint, s.reactions_topic) as log:
         started = time.time()
         before, phases_before = _cpu(stack), spark_phases(metrics)
-        senders_before = _children_cpu()
+        senders_before = children_cpu_seconds()
         sent = send(plan, workdir)
         used = {k: v - before.get(k, 0.0) for k, v in _cpu(stack).items()}
-        used["senders"] = _children_cpu() - senders_before
+        used["senders"] = children_cpu_seconds() - senders_before
         phases = {k: v - phases_before.get(k, 0.0) for k, v in spark_phases(metrics).items()}
         sending_s = time.time() - started
         time.sleep(6)  # a window's last swarm comes a batch or two after its last reaction
@@ -165,12 +165,6 @@ def _phase(  # noqa: PLR0917 - one call site, every argument distinct
         gaps = [b - a for a, b in itertools.pairwise(starts)]
         _say(f"  micro-batches started every {statistics.median(gaps):.0f} ms (median)")
     return paths, sum(b.n for b in measured) / max(span_s, 1e-9)
-
-
-def _children_cpu() -> float:
-    """CPU seconds of this process's children that have ended (the senders, once joined)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _cpu(stack: LocalStack) -> dict[str, float]:

@@ -4,7 +4,6 @@ import math
 from types import SimpleNamespace
 from typing import Any
 
-import orjson
 from prometheus_client import REGISTRY
 
 from emostream.aggregate._metrics import (
@@ -43,11 +42,7 @@ def _progress(name: str, batch: int, watermark: int, **kw: Any) -> SimpleNamespa
                 numRowsTotal=7, allUpdatesTimeMs=40, allRemovalsTimeMs=5, commitTimeMs=60
             )
         ],
-        sources=[
-            SimpleNamespace(
-                endOffset=orjson.dumps(end).decode(), latestOffset=orjson.dumps(latest).decode()
-            )
-        ],
+        sources=[SimpleNamespace(endOffset=end, latestOffset=latest)],
         eventTime={"watermark": iso_utc(watermark)},
         observedMetrics={INPUT_METRICS: observed},
     )

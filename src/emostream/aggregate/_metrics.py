@@ -97,19 +97,13 @@ def _epoch_ms(iso: str | None) -> int:
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
-def _offsets(json_text: str | None) -> Offsets:
-    """A Kafka source offset as Spark reports it: ``{"topic": {"partition": offset}}``."""
-    if not json_text:
-        return {}
-    try:
-        decoded = orjson.loads(json_text)
-    except orjson.JSONDecodeError:
-        return {}
-    if not isinstance(decoded, dict):
+def _offsets(offset: Any) -> Offsets:
+    """A Kafka source offset as Spark's progress JSON holds it: ``{"topic": {"partition": n}}``."""
+    if not isinstance(offset, dict):
         return {}
     return {
         (topic, int(p)): int(o)
-        for topic, parts in decoded.items()
+        for topic, parts in offset.items()
         if isinstance(parts, dict)
         for p, o in parts.items()
     }
@@ -126,10 +120,6 @@ def late_events(window_ends: Any, watermark_ms: int) -> int:
     ``window_ends`` is the batch's histogram of window ends (``x``) and event counts (``y``).
     """
     return round(sum(float(b["y"]) for b in window_ends or () if b["x"] <= watermark_ms))
-
-
-def _json_text(value: Any) -> str | None:
-    return value if value is None or isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def progress_from_json(d: Mapping[str, Any]) -> SimpleNamespace:
@@ -157,10 +147,7 @@ def progress_from_json(d: Mapping[str, Any]) -> SimpleNamespace:
             for s in d.get("stateOperators", ())
         ],
         sources=[
-            SimpleNamespace(
-                endOffset=_json_text(s.get("endOffset")),
-                latestOffset=_json_text(s.get("latestOffset")),
-            )
+            SimpleNamespace(endOffset=s.get("endOffset"), latestOffset=s.get("latestOffset"))
             for s in d.get("sources", ())
         ],
         observedMetrics=d.get("observedMetrics", {}),
