@@ -5,20 +5,22 @@ Used as ``gunicorn -c python:emostream.ingest.gunicorn_conf --bind HOST:PORT
 127.0.0.1:8000, is the local contract). Sizing comes from :class:`IngestSettings`, so
 ``EMOSTREAM_WORKERS`` / ``EMOSTREAM_THREADS`` tune it like every other setting.
 
-Worker model, chosen by measurement (``docs/ingest.md`` has the figures): ``gthread``, two
-worker processes (one per core of the two-core target) of eight threads each. A request is
-short and CPU-bound in Python, so more processes than cores only add context switches (three and
-four workers measured lower batch throughput); the threads keep each process busy while other
-requests wait on their Redis round trip, and gthread keeps HTTP keep-alive, which ``sync``
-workers lack (every request would pay a TCP handshake: under half the requests/s). gevent
-measured no faster for the bare app and would need care around librdkafka's blocking poll.
+Worker model, chosen by measurement (``docs/ingest.md`` has the figures): ``gthread``, one worker
+process per core plus one (three on the two-core target) of eight threads each. A request is short
+and CPU-bound in Python, and a worker is one interpreter whose threads take turns, so one worker
+per core left part of the machine idle under batches (1.4 of 2 cores busy); a third raised batch
+throughput by about a sixth at the same CPU per request. The threads keep a process busy while one
+request waits on the network, and gthread keeps HTTP keep-alive, which ``sync`` workers lack (every
+request would pay a TCP handshake: under half the requests/s). gevent measured no faster for the
+bare app and would need care around librdkafka's blocking poll.
 
 Slow clients: a gthread thread reads its request's headers and body with no overall deadline
-(gunicorn bounds only the wait for the first byte), so sixteen clients that stall mid-request
-hold every thread and ingest answers no one. Ingest is therefore served behind a proxy that
-reads each request whole first: nginx in the local stack (:mod:`emostream.localstack.nginx`),
-the Ingress controller in a cluster. ``docs/ingest.md`` ("Slow clients") has the measurements,
-against gevent and against a deadline per request in a gthread worker.
+(gunicorn bounds only the wait for the first byte), so as many clients as there are threads (24),
+stalled mid-request, hold every thread and ingest answers no one. Ingest is therefore served behind
+a proxy that reads each request whole first: nginx in the local stack
+(:mod:`emostream.localstack.nginx`), the Ingress controller in a cluster. ``docs/ingest.md`` ("Slow
+clients") has the measurements, against gevent and against a deadline per request in a gthread
+worker.
 
 The settings both services share (worker count, timeouts, JSON logs, the metrics directory of
 prometheus_client's multiprocess mode and its hooks) come from

@@ -179,7 +179,10 @@ class IngestSettings(ServerSettings):
     )
 
     # Server sizing and the metrics port, read by gunicorn_conf.
-    workers: int = Field(2, ge=1, description="gunicorn worker processes.")
+    # One per core plus one (three on the two-core target): a worker is one interpreter, and
+    # its threads take turns, so two leave part of the machine idle (docs/ingest.md, "gunicorn
+    # configuration").
+    workers: int = Field(3, ge=1, description="gunicorn worker processes.")
     metrics_port: int = Field(
         endpoints.INGEST_METRICS_PORT,
         ge=1,
