@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-system-deps: ## install Java 17, Maven, Redis, nginx, wrk, shellcheck and headless Chromium from Debian packages if missing
+system-deps: ## install Java 17, Maven, Redis, nginx, wrk, shellcheck and headless Chromium from Debian packages if missing; check for node 20+
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
@@ -28,6 +28,9 @@ system-deps: ## install Java 17, Maven, Redis, nginx, wrk, shellcheck and headle
 	  echo "installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@# The TypeScript SDK's tests (clients/js) need node 20 or later (Debian's nodejs is older).
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null && command -v npm >/dev/null \
+	  || { echo "node 20 or later, with npm, is needed for the TypeScript SDK's tests (clients/js); install it from nodejs.org or your distribution's backports"; exit 1; }
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -15,6 +15,7 @@ from simple_websocket import Client as WebSocketClient
 from emostream.client import EmostreamClient
 from emostream.common.events import encode_json
 from emostream.common.keys import latest_swarm_key
+from emostream.fanout._feeds import WS_HEARTBEAT
 from emostream.localstack.process import ProcessDir
 from tests.conftest import Topics
 from tests.fanout.live import RawFeed, produce, start_fanout
@@ -151,6 +152,22 @@ def test_websocket_carries_the_same_json(
         assert resumed.receive(timeout=1.5) is None
     finally:
         resumed.close()
+
+
+def test_websocket_heartbeat_text_only_when_asked(fanout: str, stream: str) -> None:
+    """With ?heartbeat=1 an idle WebSocket gets a heartbeat text every interval (1 s here);
+    without it, nothing but pings, which the client library answers on its own."""
+    ws_url = fanout.replace("http://", "ws://") + f"/v1/streams/{stream}/ws"
+    asked = WebSocketClient.connect(f"{ws_url}?heartbeat=1")
+    plain = WebSocketClient.connect(ws_url)
+    try:
+        texts = [asked.receive(timeout=3), asked.receive(timeout=3)]
+        assert plain.receive(timeout=0.5) is None
+    finally:
+        asked.close()
+        plain.close()
+    assert texts == [WS_HEARTBEAT, WS_HEARTBEAT]
+    assert orjson.loads(WS_HEARTBEAT) == {"type": "heartbeat"}
 
 
 def test_new_viewer_is_greeted_with_the_redis_snapshot(

@@ -3,8 +3,9 @@
 Chromium needs the Debian packages ``chromium`` and ``chromium-driver`` (and
 ``fonts-noto-color-emoji`` for emojis in the screenshot); Firefox runs too when ``firefox-esr``
 and ``geckodriver`` are on PATH. A browser that is missing is skipped with that reason. The
-screenshot goes to the test's temporary directory, and Chromium's also to
-``EMOSTREAM_WATCH_SCREENSHOT`` when set (``docs/images/watch.png`` refreshes the docs' copy).
+screenshots go to the tests' temporary directories, and Chromium's also to
+``EMOSTREAM_WATCH_SCREENSHOT`` (the wide page) and ``EMOSTREAM_WATCH_PHONE_SCREENSHOT`` (a phone's)
+when set (``docs/images/watch.png`` and ``docs/images/watch-phone.png`` refresh the docs' copies).
 """
 
 import math
@@ -204,6 +205,10 @@ return {
   counts: all("#counts tbody tr").map((tr) => [
     text(tr.querySelector("th")), text(tr.querySelector("td")),
   ]),
+  heatmap: all("#heatmap .heatmap-cell").map((cell) => [
+    cell.dataset.emoji, Number(cell.dataset.start), Number(cell.dataset.count),
+  ]),
+  heatmapRows: all("#heatmap .heatmap-label").map(text),
 };
 """
 
@@ -262,13 +267,31 @@ def console_errors(driver: Any) -> list[str]:
     return [str(e["message"]) for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def save_screenshot(driver: Any, path: Path) -> None:
-    """A PNG of the page at ``path``; Chromium's also where ``EMOSTREAM_WATCH_SCREENSHOT`` says."""
+def save_screenshot(
+    driver: Any, path: Path, target_env: str = "EMOSTREAM_WATCH_SCREENSHOT"
+) -> None:
+    """A PNG of the page at ``path``; Chromium's also where the variable ``target_env`` says."""
     assert driver.save_screenshot(str(path))
     assert path.read_bytes().startswith(PNG_MAGIC)
-    target = os.environ.get("EMOSTREAM_WATCH_SCREENSHOT")
+    target = os.environ.get(target_env)
     if target and is_chromium(driver):
         shutil.copyfile(path, target)
+
+
+def heatmap_cells(page: dict[str, Any]) -> dict[tuple[str, int], int]:
+    """The heatmap's cells as (emoji, window number) -> count."""
+    return {
+        (emoji, (start - BASE_MS) // WINDOW_MS): count for emoji, start, count in page["heatmap"]
+    }
+
+
+def expected_heatmap(windows: range) -> dict[tuple[str, int], int]:
+    """Every cell of the history's windows: the final count, zero where nobody reacted."""
+    return {
+        (emoji, w): 0 if w in QUIET_WINDOWS else window_counts(w).get(emoji, 0)
+        for emoji in EMOJIS
+        for w in windows
+    }
 
 
 def test_page_shows_swarm_trend_and_sentiment(
@@ -312,28 +335,53 @@ def test_page_shows_swarm_trend_and_sentiment(
         publish([live])
         time.sleep(0.3)
     page_shows("the live window", lambda: as_counts(read_page(browser)["counts"]) == counts)
+    # The heatmap: a row per emoji, a cell per window, each with that window's final count.
+    page_shows(
+        "the heatmap with every window's final counts",
+        lambda: heatmap_cells(read_page(browser)) == expected_heatmap(range(HISTORY_WINDOWS + 1)),
+    )
+    assert read_page(browser)["heatmapRows"] == EMOJIS
     save_screenshot(browser, tmp_path / "watch.png")
     assert console_errors(browser) == []
 
 
-def test_page_fits_a_narrow_screen(browser: Any, fanout: str, stream: str) -> None:
-    """On a phone-sized window the panels stack below the swarm with no sideways scrolling."""
+def test_page_fits_a_narrow_screen(
+    browser: Any, fanout: str, publish: Publish, stream: str, tmp_path: Path
+) -> None:
+    """On a phone-sized window the panels stack below the swarm with no sideways scrolling, and
+    the heatmap's rows stay tall enough to read, its cells as wide as the screen allows."""
     browser.set_window_size(390, 844)
     try:
         open_page(browser, fanout, stream)
+        publish(history(stream))
+        page_shows(
+            "the heatmap",
+            lambda: heatmap_cells(read_page(browser)) == expected_heatmap(range(HISTORY_WINDOWS)),
+        )
         layout = browser.execute_script(
             """
             const stage = document.getElementById("stage").getBoundingClientRect();
             const panels = document.querySelector(".panels").getBoundingClientRect();
+            const heatmap = document.querySelector("#heatmap .heatmap-grid");
+            heatmap.scrollIntoView({block: "center"});
+            const grid = heatmap.getBoundingClientRect();
+            const cell = heatmap.querySelector(".heatmap-cell").getBoundingClientRect();
             return {overflow: document.documentElement.scrollWidth - innerWidth,
-                    stageBottom: stage.bottom, panelsTop: panels.top, panelsWidth: panels.width};
+                    stageBottom: stage.bottom, panelsTop: panels.top, panelsWidth: panels.width,
+                    gridRight: grid.right, gridWidth: grid.width,
+                    cellHeight: cell.height, cellWidth: cell.width};
             """
         )
+        save_screenshot(browser, tmp_path / "watch-phone.png", "EMOSTREAM_WATCH_PHONE_SCREENSHOT")
     finally:
         browser.set_window_size(1280, 880)
     assert layout["overflow"] <= 0
     assert layout["panelsTop"] >= layout["stageBottom"] - 1
     assert layout["panelsWidth"] > 300
+    assert layout["gridRight"] <= 390
+    assert layout["gridWidth"] > 300
+    assert layout["cellHeight"] >= 18
+    assert layout["cellWidth"] >= 4  # 60 windows across a phone's width
 
 
 class RawFeed:
@@ -417,20 +465,29 @@ def test_page_passes_its_token_to_the_feed(
     page_shows("the swarm", lambda: as_counts(read_page(browser)["counts"]) == message["counts"])
 
 
-#: Feeds swarm messages to the page's own modules (a WindowHistory of the given span in ms).
+#: Feeds swarm messages to the page's own modules (a WindowHistory of the given span in ms), and
+#: reads how the page shows the SDK's feed states.
 RUN_MODULES = """
 const [spanMs, messages, done] = arguments;
-Promise.all([import("/static/windows.js"), import("/static/feed.js")]).then(([w, f]) => {
+Promise.all([
+  import("/static/windows.js"), import("/static/feed.js"), import("/static/heatmap.js"),
+  import("/static/emostream-client.min.js"),
+]).then(([w, f, h, sdk]) => {
   const history = new w.WindowHistory(spanMs);
   const accepted = messages.map((m) => history.record(m) !== null);
   const emojis = history.emojis();
+  const grid = h.heatmapGrid(history, emojis);
+  const refused = new sdk.RequestRejectedError(
+    {type: "urn:emostream:problem:invalid-token", title: "t", status: 401, detail: ""}, "u");
   done({
     accepted, emojis, series: history.series(emojis), range: history.range(),
     latest: history.latest().counts, size: history.size,
-    urls: [
-      f.feedUrl("a b", "", null),
-      f.feedUrl("s", "?x=1&token=t%2B1", "000000000007-1764000000000"),
-    ],
+    heatmap: {starts: grid.starts, rows: Object.fromEntries(grid.rows), max: grid.max},
+    states: [
+      {state: "connecting", attempt: 1}, {state: "open"}, {state: "connecting", attempt: 2},
+      {state: "waiting", delayMs: 4000, error: new sdk.ConnectionFailedError("reset")},
+      {state: "waiting", delayMs: 4000, error: refused}, {state: "closed"},
+    ].map(f.pageState),
   });
 }, (error) => done({ error: String(error) }));
 """
@@ -446,7 +503,8 @@ def run_modules(driver: Any, span_ms: int, messages: list[dict[str, Any]]) -> di
 def test_page_keeps_the_newest_message_of_each_window(
     browser: Any, fanout: str, stream: str
 ) -> None:
-    """A window's older message is ignored; quiet windows chart as zero and no sentiment."""
+    """A window's older message is ignored; quiet windows chart as zero, no sentiment and blank
+    heatmap cells; the SDK's feed states read as the page's."""
     open_page(browser, fanout, stream)
     partial = swarm_message(stream, 1, window=0, counts={"❤️": 10})
     final = swarm_message(stream, 2, window=0, counts={"❤️": 30, "😂": 5})
@@ -463,9 +521,18 @@ def test_page_keeps_the_newest_message_of_each_window(
     assert result["series"]["counts"] == [[30, 0, 0, 0, 2], [5, 7, 0, 0, 0]]
     assert result["series"]["sentiment"] == [0.5, -0.3, None, None, 1.0]
     assert result["latest"] == {"❤️": 2}
-    assert result["urls"] == [
-        "/v1/streams/a%20b/events",
-        "/v1/streams/s/events?token=t%2B1&last_event_id=000000000007-1764000000000",
+    assert result["heatmap"] == {
+        "starts": [BASE_MS + w * WINDOW_MS for w in range(5)],
+        "rows": {"❤️": [30, 0, 0, 0, 2], "😂": [5, 7, 0, 0, 0]},
+        "max": 30,
+    }
+    assert result["states"] == [
+        ["connecting"],
+        ["live"],
+        ["reconnecting"],
+        ["reconnecting"],
+        ["offline", 4000],
+        ["ended"],
     ]
 
 

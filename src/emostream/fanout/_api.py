@@ -99,7 +99,8 @@ class FanoutApi:
     def websocket(self, stream_id: str) -> Response:
         """``GET /v1/streams/<stream_id>/ws``: the same JSON objects over a WebSocket."""
         sub = self._open(_stream_id(stream_id), "ws")
-        return websocket_feed(self._runtime, sub, request.environ)
+        heartbeats = request.args.get("heartbeat") in ("1", "true")
+        return websocket_feed(self._runtime, sub, request.environ, heartbeats=heartbeats)
 
     def watch(self, stream_id: str) -> Response:
         """``GET /watch/<stream_id>``: the live viewer page; it reads the id from its own URL."""

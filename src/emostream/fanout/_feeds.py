@@ -36,6 +36,10 @@ from emostream.fanout._swarm import Swarm
 log = logging.getLogger(__name__)
 
 #: WebSocket close codes (RFC 6455 7.4.1, IANA registry): why the server ended the feed.
+#: The text a WebSocket feed asked for with ``?heartbeat=1`` gets after ``heartbeat_s`` of
+#: silence: browsers and React Native answer the protocol's pings without telling the page, so a
+#: client that wants to see a dead connection needs something it can read.
+WS_HEARTBEAT = '{"type":"heartbeat"}'
 _WS_CLOSE = {"overflow": 1013, "drain": 1001, "shutdown": 1001}  # "try again later", "going away"
 #: Reasons after which the client should not reuse the connection: the worker is going away.
 _LEAVING = frozenset({"drain", "shutdown"})
@@ -182,8 +186,13 @@ class _WholeFrames:
         return getattr(self._sock, name)
 
 
-def websocket_feed(runtime: FanoutRuntime, sub: Subscription, environ: dict[str, Any]) -> Response:
-    """Upgrade the request to a WebSocket and write the feed; returns once the feed ends."""
+def websocket_feed(
+    runtime: FanoutRuntime, sub: Subscription, environ: dict[str, Any], *, heartbeats: bool
+) -> Response:
+    """Upgrade the request to a WebSocket and write the feed; returns once the feed ends.
+
+    ``heartbeats``: also send :data:`WS_HEARTBEAT` after ``heartbeat_s`` without a swarm.
+    """
     s = runtime.settings
     delivered = runtime.metrics.delivered
     timed = runtime.sample_latency("ws")
@@ -213,6 +222,8 @@ def websocket_feed(runtime: FanoutRuntime, sub: Subscription, environ: dict[str,
                 delivered["ws"] += len(live)
                 if timed:
                     observe_lag(runtime, "ws", live)
+            elif heartbeats:
+                ws.send(WS_HEARTBEAT)
     except SubscriptionClosedError as exc:
         reason = exc.reason
     except ConnectionClosed:

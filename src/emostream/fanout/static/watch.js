@@ -1,11 +1,13 @@
 // The live viewer page of one stream: floating emojis sized by each swarm, the current window's
-// counts, a trend chart per emoji, the sentiment wave, the viewer count and the connection state.
-// Plain modules, no build step. Feed text only ever reaches the page through textContent and
-// attributes, never innerHTML.
+// counts, a trend chart per emoji, a heatmap of emoji by window, the sentiment wave, the viewer
+// count and the connection state. Plain modules, no build step here: the feed is the SDK's
+// bundle, built in clients/js and committed. Feed text only ever reaches the page through
+// textContent and attributes, never innerHTML.
 
 import { SentimentChart, TrendChart, clock } from "./charts.js";
 import { follow } from "./feed.js";
 import { Floaters } from "./floaters.js";
+import { Heatmap } from "./heatmap.js";
 import { WindowHistory } from "./windows.js";
 
 const SPAN_MINUTES = 5;
@@ -18,6 +20,7 @@ const trend = new TrendChart($("trend-chart"), $("trend-legend"), {
   height: 170,
   spanLabel: `${SPAN_MINUTES} minutes`,
 });
+const heatmap = new Heatmap($("heatmap"), { spanLabel: `${SPAN_MINUTES} minutes` });
 const wave = new SentimentChart($("sentiment-chart"), { height: 130 });
 let drawPending = false;
 
@@ -29,6 +32,7 @@ const STATES = {
   live: () => "live",
   reconnecting: () => "reconnecting…",
   offline: (waitMs) => `offline, retrying in ${Math.max(1, Math.round(waitMs / 1000))} s`,
+  ended: () => "feed ended",
 };
 
 function showState(state, detail) {
@@ -55,6 +59,7 @@ function onSwarm(message) {
 function draw() {
   drawPending = false;
   trend.update(recent);
+  heatmap.update(recent);
   wave.update(recent);
 }
 
