@@ -5,6 +5,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 import requests
 import urllib3
@@ -122,6 +123,24 @@ def test_send_gives_up_after_bounded_503_retries(sleeps: list[float]) -> None:
     assert "Kafka is full" in str(caught.value)
     assert len(adapter.requests) == 3
     assert sleeps == [1.0, 1.0]
+
+
+def test_send_after_a_partial_503_retries_only_what_kafka_did_not_take(
+    sleeps: list[float],
+) -> None:
+    """A 503 that says Kafka took part of the batch is followed by the rest alone, so nothing is
+    counted twice; the reply's count adds to what was taken."""
+    body = encode_json(
+        {"title": "Kafka refused the events", "status": 503, "accepted": 2, "not_enqueued": [1, 3]}
+    )
+    factory, adapter = scripted(
+        [(503, {"Retry-After": "1", **PROBLEM}, body), (202, {}, b'{"accepted": 2}')]
+    )
+    batch = [{"user_id": u, "emoji": "👏"} for u in "abcd"]
+    client = EmostreamClient("http://ingest", session_factory=factory)
+    assert client.send("s", batch) == 4
+    assert orjson.loads(adapter.requests[1].body or b"") == [batch[1], batch[3]]
+    assert sleeps == [1.0]
 
 
 def test_retry_after_is_capped(sleeps: list[float]) -> None:

@@ -1,10 +1,12 @@
 /**
  * Sending reactions to ingest, retrying only what the server says it did not take.
  *
- * A 429 or 503 means nothing was enqueued, so the request goes again after the server's
- * `Retry-After` (jittered upwards), or a growing back-off without one, at most `maxRetries`
- * times. Anything else fails at once: a network error or time-out may come after the server took
- * the reactions, and sending them again would count them twice.
+ * A 429 means nothing was taken, and so does a 503 unless its problem document says otherwise:
+ * Kafka may have taken part of a batch (`accepted`), naming the others (`not_enqueued`), and only
+ * those go again. The retry waits the server's `Retry-After` (jittered upwards), or a growing
+ * back-off without one, at most `maxRetries` times. Anything else fails at once: a network error
+ * or time-out may come after the server took the reactions, and sending them again would count
+ * them twice.
  */
 
 import { backoffDelay, retryAfterDelay } from "./backoff.js";
@@ -49,14 +51,20 @@ export async function sendReactions(
     Accept: "application/json",
   };
   if (options.senderToken) headers.Authorization = `Bearer ${options.senderToken}`;
-  const body = JSON.stringify(reactions);
+  let pending = reactions;
+  let taken = 0;
   for (let attempt = 0; ; attempt += 1) {
-    const response = await post(options, url, headers, body);
+    const response = await post(options, url, headers, JSON.stringify(pending));
     if (response.status === 200 || response.status === 202) {
-      return accepted(await response.json().catch(() => undefined), reactions);
+      return taken + accepted(await response.json().catch(() => undefined), pending);
     }
     const error = await errorOf(response, url);
     if (!retryable(error) || attempt >= options.maxRetries) throw error;
+    if (Array.isArray(pending)) {
+      const left = notEnqueued(error, pending);
+      taken += pending.length - left.length;
+      pending = left;
+    }
     const wait =
       error.retryAfterMs !== undefined
         ? retryAfterDelay(error.retryAfterMs, options.random)
@@ -67,6 +75,14 @@ export async function sendReactions(
 
 function retryable(error: ApiError): boolean {
   return error instanceof RateLimitedError || error.status === 503;
+}
+
+/** The reactions of `batch` an error answer says were not taken: those a 503 names when Kafka
+ * took part of it, else all of them. */
+function notEnqueued(error: ApiError, batch: Reaction[]): Reaction[] {
+  const { accepted: n, not_enqueued: missing } = error.problem as { accepted?: unknown; not_enqueued?: unknown };
+  if (typeof n !== "number" || n <= 0 || !Array.isArray(missing)) return batch;
+  return missing.filter((i): i is number => Number.isInteger(i) && i >= 0 && i < batch.length).map((i) => batch[i]!);
 }
 
 async function post(

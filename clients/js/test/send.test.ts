@@ -57,6 +57,20 @@ describe("sendReactions", () => {
     expect(waits).toEqual([2000, 1000]);
   });
 
+  test("after a 503 that took part of a batch, sends again only what Kafka did not take", async () => {
+    const waits: number[] = [];
+    const partial = {
+      status: 503,
+      headers: { "Retry-After": "1" },
+      body: { type: "urn:emostream:problem:kafka-unavailable", title: "Kafka refused", status: 503, accepted: 2, not_enqueued: [1, 3] },
+    };
+    const { fetch, requests } = fakeFetch([partial, { status: 202, body: { accepted: 2 } }]);
+    const batch = ["a", "b", "c", "d"].map((user_id) => ({ user_id, emoji: "👏" }));
+    expect(await sendReactions(options(fetch, waits), "s", batch)).toBe(4);
+    expect(JSON.parse(requests[1]!.init.body as string)).toEqual([batch[1], batch[3]]);
+    expect(waits).toEqual([1000]);
+  });
+
   test("backs off without a Retry-After, capped by maxRetryWaitMs, and gives up after maxRetries", async () => {
     const waits: number[] = [];
     const { fetch, requests } = fakeFetch([{ status: 503 }, { status: 503 }, { status: 503 }]);

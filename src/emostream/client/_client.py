@@ -102,10 +102,11 @@ class EmostreamClient:
         when ingest cannot be reached.
         """
         url = f"{self.ingest_url}/v1/streams/{quote(stream_id, safe='')}/reactions"
-        body = orjson.dumps(reactions)
         headers = {"Content-Type": "application/json", "Accept": "application/json", **self._auth}
+        pending, taken = reactions, 0
         attempt = 0
         while True:
+            body = orjson.dumps(pending)
             try:
                 resp = self._session.post(url, data=body, headers=headers, timeout=self.timeout_s)
             except requests.ConnectionError as exc:
@@ -117,11 +118,15 @@ class EmostreamClient:
                 raise ConnectionFailedError(f"no answer from ingest at {url}: {exc}") from exc
             else:
                 if resp.status_code in (200, 202):
-                    return _accepted(resp, reactions)
+                    return taken + _accepted(resp, pending)
                 error = _api_error(resp)
                 retryable = isinstance(error, RateLimitedError) or resp.status_code == 503
                 if not retryable or attempt >= self.max_retries:
                     raise error
+                if isinstance(pending, list):
+                    left = _not_enqueued(error, pending)
+                    taken += len(pending) - len(left)
+                    pending = left
                 delay = error.retry_after_s or _backoff(_DEFAULT_RETRY_MS / 1000, attempt)
             attempt += 1
             delay = min(delay, self.max_retry_wait_s)
@@ -316,6 +321,15 @@ def _accepted(resp: requests.Response, reactions: list[Reaction] | Reaction) -> 
         return int(body["accepted"])
     # /send_emoji-style replies carry no count: everything sent was taken.
     return len(reactions) if isinstance(reactions, list) else 1
+
+
+def _not_enqueued(error: ApiError, batch: list[Reaction]) -> list[Reaction]:
+    """The reactions of ``batch`` an error reply says were not taken: those a 503 names when
+    Kafka took part of the batch (``accepted``, ``not_enqueued``), else all of them."""
+    taken, missing = error.problem.get("accepted"), error.problem.get("not_enqueued")
+    if not isinstance(taken, int) or taken <= 0 or not isinstance(missing, list):
+        return batch
+    return [batch[i] for i in missing if isinstance(i, int) and 0 <= i < len(batch)]
 
 
 def _api_error(resp: requests.Response) -> ApiError:
