@@ -312,6 +312,7 @@ def test_cors_allows_only_configured_origins() -> None:
     try:
         assert allowed.headers["Access-Control-Allow-Origin"] == "https://tv.example"
         assert "Last-Event-ID" in allowed.headers["Access-Control-Allow-Headers"]
+        assert allowed.headers["Access-Control-Expose-Headers"] == "Retry-After"
         assert "Origin" in allowed.headers["Vary"]
     finally:
         allowed.close()

@@ -455,3 +455,69 @@ def test_creating_the_app_starts_no_kafka_client() -> None:
     after = {t.name for t in threading.enumerate()}
     assert "kafka-producer-poll" not in after - before
     assert b"emostream_ingest_producer_queue_depth 0.0" in runtime_of(app).exposition()[0]
+
+
+def _cors_client(sink: MemorySink, limiter: FakeLimiter, origins: list[str]) -> FlaskClient:
+    settings = IngestSettings(cors_allowed_origins=origins)
+    return create_app(settings, sink=sink, limiter=limiter, registry=MemoryRegistry()).test_client()
+
+
+def test_cors_lets_listed_pages_post_and_read_retry_after(
+    sink: MemorySink, limiter: FakeLimiter
+) -> None:
+    """A listed origin's preflight is answered, and its sends (taken or refused) may be read,
+    Retry-After included; an unlisted origin gets no permission and its preflight a 405."""
+    client = _cors_client(sink, limiter, ["https://tv.example"])
+    preflight = {"Access-Control-Request-Method": "POST"}
+    ok = client.options(
+        "/v1/streams/s1/reactions", headers={**preflight, "Origin": "https://tv.example"}
+    )
+    assert ok.status_code == 204
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://tv.example"
+    assert ok.headers["Access-Control-Allow-Methods"] == "POST"
+    assert {"content-type", "authorization"} <= {
+        h.strip().lower() for h in ok.headers["Access-Control-Allow-Headers"].split(",")
+    }
+    assert int(ok.headers["Access-Control-Max-Age"]) > 0
+    denied = client.options("/send_emoji", headers={**preflight, "Origin": "https://evil.example"})
+    assert denied.status_code == 405
+    assert "Access-Control-Allow-Origin" not in denied.headers
+
+    page = {"Origin": "https://tv.example"}
+    taken = client.post(
+        "/v1/streams/s1/reactions", json={"user_id": "u", "emoji": "👏"}, headers=page
+    )
+    assert taken.status_code == 202
+    assert taken.headers["Access-Control-Allow-Origin"] == "https://tv.example"
+    assert "Origin" in taken.headers["Vary"]
+    limiter.over = "v"
+    refused = client.post(
+        "/send_emoji", json={"user_id": "v", "emoji_type": "👏", "timestamp": 1}, headers=page
+    )
+    assert refused.status_code == 429
+    assert refused.headers["Access-Control-Allow-Origin"] == "https://tv.example"
+    assert refused.headers["Access-Control-Expose-Headers"] == "Retry-After"
+    assert "Retry-After" in refused.headers
+    other = client.post(
+        "/v1/streams/s1/reactions",
+        json={"user_id": "w", "emoji": "👏"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert other.status_code == 202  # taken: CORS only keeps the page from reading the reply
+    assert not [h for h, _ in other.headers.items() if h.startswith("Access-Control-")]
+    assert len(sink.sent) == 2
+
+
+def test_without_an_allow_list_ingest_adds_no_cors_headers(
+    sink: MemorySink, limiter: FakeLimiter
+) -> None:
+    """The default (empty list) adds nothing, Vary included, and OPTIONS stays a 405."""
+    client = _cors_client(sink, limiter, [])
+    page = {"Origin": "https://tv.example", "Access-Control-Request-Method": "POST"}
+    assert client.options("/v1/streams/s1/reactions", headers=page).status_code == 405
+    resp = client.post(
+        "/v1/streams/s1/reactions", json={"user_id": "u", "emoji": "👏"}, headers=page
+    )
+    assert resp.status_code == 202
+    assert not [h for h, _ in resp.headers.items() if h.startswith("Access-Control-")]
+    assert "Vary" not in resp.headers

@@ -209,6 +209,8 @@ class FanoutApi:
         if origin and ("*" in allowed or origin in allowed):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Headers"] = "Last-Event-ID, Cache-Control"
+            # A busy or draining worker's 503 says when to come back.
+            response.headers["Access-Control-Expose-Headers"] = "Retry-After"
             if request.method == "OPTIONS":
                 response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
                 response.headers["Access-Control-Max-Age"] = "600"

@@ -58,6 +58,12 @@ _REACTIONS_SUFFIX = "/reactions"
 
 _SEND_EMOJI_REPLY = encode_json({"status": "Emoji data received"})
 _JSON_HEADER = ("Content-Type", "application/json")
+#: What a browser's preflight may be told: the method and headers a send uses, for 10 minutes.
+_PREFLIGHT = [
+    ("Access-Control-Allow-Methods", "POST"),
+    ("Access-Control-Allow-Headers", "Content-Type, Authorization"),
+    ("Access-Control-Max-Age", "600"),
+]
 
 
 class ReactionRoutes:
@@ -73,6 +79,7 @@ class ReactionRoutes:
         self._limiter = runtime.limiter
         self._registry = runtime.registry
         self._tokens = runtime.tokens
+        self._origins = frozenset(settings.cors_allowed_origins)
 
     def __call__(
         self, environ: "WSGIEnvironment", start_response: "StartResponse"
@@ -98,6 +105,12 @@ class ReactionRoutes:
         """Handle the request; count it, and any refused events."""
         started = time.perf_counter()
         method = environ["REQUEST_METHOD"]
+        cors = self._cors(environ) if self._origins else []
+        if method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ and cors[1:]:
+            # A listed origin's preflight (an unlisted one gets the 405 of any other method).
+            start_response("204 No Content", cors + _PREFLIGHT)
+            self._metrics.count_request(route, method, 204, time.perf_counter() - started)
+            return ()
         try:
             status, body = self._handle(method, stream_id, environ)
         except HttpProblemError as problem:
@@ -108,14 +121,26 @@ class ReactionRoutes:
         else:
             start_response(
                 "200 OK" if status == 200 else "202 Accepted",
-                [_JSON_HEADER, ("Content-Length", str(len(body)))],
+                [_JSON_HEADER, ("Content-Length", str(len(body))), *cors],
             )
             self._metrics.count_request(route, method, status, time.perf_counter() - started)
             return (body,)
         if refusal.reason is not None:
             self._metrics.rejected.labels(refusal.reason).inc(refusal.events)
         self._metrics.count_request(route, method, refusal.status, time.perf_counter() - started)
-        return refusal.to_response()(environ, start_response)
+        response = refusal.to_response()
+        response.headers.extend(cors)
+        return response(environ, start_response)
+
+    def _cors(self, environ: "WSGIEnvironment") -> list[tuple[str, str]]:
+        """The CORS headers of a reply: ``Vary: Origin`` first, then, for a listed origin, its
+        permission to read the reply, ``Retry-After`` included (the SDK waits it out)."""
+        headers = [("Vary", "Origin")]
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and ("*" in self._origins or origin in self._origins):
+            headers.append(("Access-Control-Allow-Origin", origin))
+            headers.append(("Access-Control-Expose-Headers", "Retry-After"))
+        return headers
 
     def _handle(
         self, method: str, stream_id: str | None, environ: "WSGIEnvironment"

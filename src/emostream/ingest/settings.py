@@ -21,6 +21,11 @@ class IngestSettings(ServerSettings):
     max_batch: int = Field(
         500, ge=1, le=10_000, description="Most reactions in one POST to the batch route."
     )
+    cors_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins whose pages may post reactions from the browser (JSON list; ["*"] '
+        "allows any); apps, servers and same-origin pages need none.",
+    )
 
     # Event time: a client's clock is trusted only within these bounds.
     max_future_skew_s: float = Field(
