@@ -205,10 +205,20 @@ def autoscaling(
         progress.say("autoscaling on: ScaledObjects ready")
         yield
     finally:
-        cluster.run(
-            "helm", "upgrade", RELEASE, str(CHART), "--reuse-values",
+        # The autoscalers owned .spec.replicas (server-side apply), and one may still scale
+        # until KEDA has removed its HPA: the chart takes the field back, once more after that.
+        off = (
+            "helm", "upgrade", RELEASE, str(CHART), "--reuse-values", "--force-conflicts",
             "--set", "autoscaling.enabled=false",
         )  # fmt: skip
+        cluster.run(*off)
+        cluster.wait(
+            "the autoscalers' HPAs to be gone",
+            lambda: not cluster.run("kubectl", "get", "hpa", "-o", "name").strip(),
+            120,
+            interval_s=2,
+        )
+        cluster.run(*off)
         # A scale-down may have removed the pods the forwards were on: they move to the next.
         for forward in (ingest_forward, fanout_forward):
             forward.wait_answering()
