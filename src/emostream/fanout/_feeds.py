@@ -35,11 +35,11 @@ from emostream.fanout._swarm import Swarm
 
 log = logging.getLogger(__name__)
 
-#: WebSocket close codes (RFC 6455 7.4.1, IANA registry): why the server ended the feed.
 #: The text a WebSocket feed asked for with ``?heartbeat=1`` gets after ``heartbeat_s`` of
 #: silence: browsers and React Native answer the protocol's pings without telling the page, so a
 #: client that wants to see a dead connection needs something it can read.
 WS_HEARTBEAT = '{"type":"heartbeat"}'
+#: WebSocket close codes (RFC 6455 7.4.1, IANA registry): why the server ended the feed.
 _WS_CLOSE = {"overflow": 1013, "drain": 1001, "shutdown": 1001}  # "try again later", "going away"
 #: Reasons after which the client should not reuse the connection: the worker is going away.
 _LEAVING = frozenset({"drain", "shutdown"})
