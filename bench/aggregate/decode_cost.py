@@ -87,13 +87,14 @@ def from_headers(rows: DataFrame) -> DataFrame:
 
 
 def counted(reactions: DataFrame, emojis: list[str], s: AggregateSettings) -> DataFrame:
-    """The job's transformations after decoding (as ``swarm_updates`` applies them)."""
-    decoded = reactions.withColumn("emoji_index", T.emoji_index(emojis))
-    decoded = decoded.withColumn("valid", F.col("valid") & F.col("emoji_index").isNotNull())
-    bounded = T.bound_event_times(decoded, round(s.window_future_skew_s * 1000))
-    observed = T.observe_input(bounded, round(s.window_s * 1000))
-    kept = observed.where(F.col("valid") & ~F.col("ahead"))
-    return T.window_counts(kept, emojis, s.window_s, s.watermark_s)
+    """The job's transformations after decoding, as ``swarm_updates`` applies them."""
+    return T.decoded_counts(
+        reactions,
+        emojis,
+        window_s=s.window_s,
+        watermark_s=s.watermark_s,
+        max_future_skew_s=s.window_future_skew_s,
+    )
 
 
 def seconds(query: Callable[[], DataFrame], repeat: int) -> float:

@@ -149,7 +149,26 @@ def swarm_updates(
     max_future_skew_s: float,
 ) -> DataFrame:
     """The whole query: Kafka records -> observed, bounded reactions -> running window counts."""
-    decoded = decode_reactions(kafka_rows).withColumn("emoji_index", emoji_index(emojis))
+    return decoded_counts(
+        decode_reactions(kafka_rows),
+        emojis,
+        window_s=window_s,
+        watermark_s=watermark_s,
+        max_future_skew_s=max_future_skew_s,
+    )
+
+
+def decoded_counts(
+    decoded: DataFrame,
+    emojis: Sequence[str],
+    *,
+    window_s: float,
+    watermark_s: float,
+    max_future_skew_s: float,
+) -> DataFrame:
+    """The query after decoding: reactions with a ``valid`` flag (:func:`decode_reactions`'s
+    columns) -> observed, bounded reactions -> running window counts."""
+    decoded = decoded.withColumn("emoji_index", emoji_index(emojis))
     # An emoji outside the configured set counts nowhere, so it is as invalid as garbage.
     decoded = decoded.withColumn("valid", F.col("valid") & F.col("emoji_index").isNotNull())
     bounded = bound_event_times(decoded, round(max_future_skew_s * 1000))
